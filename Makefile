@@ -1,0 +1,32 @@
+# One command for the main job, one for all tests. Each installs what it needs first (idempotent).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install train test check-sync nbtest pytest bench clean-runs
+
+$(STAMP): settings.ini setup.py
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	@touch $@
+
+install: $(STAMP)  ## create .venv and install vae_course with its dev tools
+
+train: install  ## the main job: train the default VAE on OpenMoji (CPU, about five minutes)
+	$(BIN)/vae-course demo
+
+test: install check-sync nbtest pytest  ## everything CI runs
+
+check-sync: install  ## notebooks clean and the library exactly what they export
+	PATH=$(abspath $(BIN)):$$PATH bash .ci/check-sync
+
+nbtest: install
+	$(BIN)/nbdev_test --n_workers 2 --timing
+
+pytest: install
+	$(BIN)/python -m pytest -q tests
+
+bench: install  ## training speed and memory per recipe and tier on this device
+	$(BIN)/python bench/train_speed.py
