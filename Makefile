@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install train test check-sync nbtest pytest bench clean-runs
+.PHONY: install train test check-sync nbtest pytest bench readme
 
 $(STAMP): settings.ini setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,3 +30,6 @@ pytest: install
 
 bench: install  ## training speed and memory per recipe and tier on this device
 	$(BIN)/python bench/train_speed.py
+
+readme: install  ## README.md from nbs/index.ipynb
+	PATH=$(abspath $(BIN)):$$PATH bash .ci/readme

@@ -1,0 +1,69 @@
+"Integration checks of vae_course.data: the paths a user hits with real folders and bad input."
+import warnings
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from vae_course.data import (ImageFolder, InMemoryLoader, OpenMoji, load_dataset, make_loaders,
+                             render_openmoji, data_dir)
+
+
+@pytest.fixture
+def folder(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(30):
+        sub = tmp_path / f"s{i % 3}"; sub.mkdir(exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (40 + i, 50, 3), dtype=np.uint8)).save(sub / f"{i}.png")
+    (tmp_path / "s0" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    return tmp_path
+
+
+def test_folder_split_is_deterministic_and_disjoint(folder):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tr, va = ImageFolder(folder, 16, "train", valid_pct=0.3), ImageFolder(folder, 16, "valid", valid_pct=0.3)
+        tr2 = ImageFolder(folder, 32, "train", valid_pct=0.3)
+    assert set(tr.names).isdisjoint(va.names)
+    assert len(tr) + len(va) == 30
+    assert tr.names == tr2.names  # the split depends on paths, not on the size
+
+
+def test_corrupt_file_is_one_warning_not_a_crash(folder):
+    with pytest.warns(UserWarning, match="skipped 1 unreadable") as rec:
+        ds = ImageFolder(folder, 16, "all")
+    assert len([w for w in rec if "skipped" in str(w.message)]) == 1
+    batches = list(make_loaders(ds, batch_size=8)[0])
+    assert all(b.shape == (8, 3, 16, 16) for b in batches)
+
+
+def test_missing_and_empty_folders_name_the_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope"):
+        load_dataset("folder", tmp_path / "nope")
+    with pytest.raises(FileNotFoundError, match="no images"):
+        load_dataset("folder", tmp_path)
+
+
+def test_openmoji_cache_is_reused(monkeypatch, tmp_path):
+    monkeypatch.setenv("VAE_COURSE_DATA", str(tmp_path))
+    names, imgs = render_openmoji(16, subset=["1F600", "1F601", "1F602"])
+    assert imgs.shape == (3, 16, 16, 3) and imgs.dtype == np.uint8
+    cached = list(data_dir().glob("openmoji_custom*_16px.npz"))
+    assert len(cached) == 1 and not list(data_dir().glob("*.tmp*"))
+    names2, imgs2 = render_openmoji(16, subset=["1F600", "1F601", "1F602"])
+    assert names == names2 and np.array_equal(imgs, imgs2)
+
+
+def test_in_memory_loader_matches_dataset_items():
+    ds = OpenMoji(32, "valid", value_range=(-1, 1))
+    dl = InMemoryLoader(ds.images, batch_size=4, shuffle=False, value_range=(-1, 1))
+    first = next(iter(dl))
+    torch.testing.assert_close(first, torch.stack([ds[i] for i in range(4)]))
+
+
+def test_bad_arguments_say_what_to_do():
+    with pytest.raises(ValueError, match="value_range must be"):
+        OpenMoji(32, "train", value_range=(0, 255))
+    with pytest.raises(ValueError, match="split must be"):
+        OpenMoji(32, "test")
+    with pytest.raises(ValueError, match="subset must be"):
+        OpenMoji(32, subset="animals")
