@@ -1,0 +1,174 @@
+"Integration tests for vae_course.vq / vqgan / prior: the bugs a quantizer really has."
+import math
+import pytest
+import torch
+import torch.nn.functional as F
+from vae_course.vq import (VectorQuantizer, VectorQuantizerEMA, kmeans, nearest_code, perplexity,
+                           straight_through)
+
+QUANTIZERS = {"grad": lambda **kw: VectorQuantizer(**kw), "ema": lambda **kw: VectorQuantizerEMA(**kw)}
+
+@pytest.fixture(autouse=True)
+def _seed(): torch.manual_seed(0)
+
+@pytest.mark.parametrize("kind", QUANTIZERS)
+@pytest.mark.parametrize("init", ["standard", "normal", "kmeans"])
+@pytest.mark.parametrize("shape", [(2, 8, 4, 4), (4, 8, 3, 5)])
+def test_round_trip_indices_codes_quantized(kind, init, shape):
+    vq = QUANTIZERS[kind](num_codes=32, code_dim=8, init=init)
+    z = torch.randn(*shape)
+    out = vq(z)                                       # training mode: kmeans runs lazily here
+    test = vq.eval()(z)
+    assert test["indices"].shape == (shape[0], *shape[2:])
+    assert test["indices"].dtype == torch.long and int(test["indices"].max()) < 32
+    torch.testing.assert_close(test["quantized"], vq.lookup(test["indices"]), atol=1e-6, rtol=0)
+    # re-quantizing the codes gives the same indices and a zero loss
+    again = vq(vq.lookup(test["indices"]))
+    assert torch.equal(again["indices"], test["indices"])
+    assert again["commitment_loss"].item() < 1e-10
+
+@pytest.mark.parametrize("kind", QUANTIZERS)
+@pytest.mark.parametrize("beta", [0.25, 0.5])
+def test_straight_through_gradient_reaches_encoder_unchanged(kind, beta):
+    vq = QUANTIZERS[kind](num_codes=16, code_dim=4, beta=beta, init="normal")
+    z = torch.randn(3, 4, 5, 5, requires_grad=True)
+    g = torch.randn(3, 4, 5, 5)
+    out = vq(z)
+    (out["quantized"] * g).sum().backward()
+    assert torch.equal(z.grad, g)
+    # the loss adds β·2(z − zq)/n to the encoder gradient and nothing else
+    z.grad = None
+    out = vq(z)
+    out["loss"].backward()
+    zq = out["quantized"].detach()                    # (the EMA codebook has moved since: not vq.lookup)
+    torch.testing.assert_close(z.grad, beta * 2 * (z.detach() - zq) / z.numel())
+
+def test_straight_through_function():
+    z = torch.randn(4, requires_grad=True); zq = torch.randn(4)
+    y = straight_through(z, zq)
+    torch.testing.assert_close(y, zq)
+    y.sum().backward()
+    assert torch.equal(z.grad, torch.ones(4))
+
+def test_codebook_loss_moves_only_codes():
+    vq = VectorQuantizer(16, 4, init="normal")
+    z = torch.randn(2, 4, 3, 3, requires_grad=True)
+    out = vq(z)
+    out["codebook_loss"].backward()
+    assert z.grad is None and vq.embed.grad is not None and vq.embed.grad.abs().sum() > 0
+    unused = torch.ones(16, dtype=torch.bool); unused[out["indices"].unique()] = False
+    assert vq.embed.grad[unused].abs().sum() == 0
+
+@pytest.mark.parametrize("decay", [0.9, 0.99, 0.999])
+def test_ema_step_equals_formula(decay):
+    K, D, eps = 3, 2, 1e-5
+    vq = VectorQuantizerEMA(K, D, decay=decay, eps=eps)
+    codes = torch.tensor([[0., 0.], [10., 0.], [0., 10.]])
+    vq._set_codes(slice(None), codes)
+    x = torch.tensor([[1., 0.], [0., 1.], [9., 1.]])          # two vectors near code 0, one near code 1, none near 2
+    out = vq(x.t().reshape(1, D, 1, 3))                        # (B, D, H, W)
+    assert out["indices"].flatten().tolist() == [0, 0, 1]
+    n_i = torch.tensor([2., 1., 0.]); sums = torch.tensor([[1., 1.], [9., 1.], [0., 0.]])
+    N = decay * torch.ones(K) + (1 - decay) * n_i
+    m = decay * codes + (1 - decay) * sums
+    Nt = (N + eps) / (N.sum() + K * eps) * N.sum()
+    torch.testing.assert_close(vq.cluster_size, N)
+    torch.testing.assert_close(vq.embed_avg, m)
+    torch.testing.assert_close(vq.codebook, m / Nt[:, None])
+    assert list(vq.parameters()) == [] and not vq.codebook.requires_grad
+
+def test_ema_in_eval_mode_does_not_move_codes():
+    vq = VectorQuantizerEMA(8, 4, init="normal").eval()
+    before = vq.codebook.clone()
+    vq(torch.randn(2, 4, 3, 3))
+    assert torch.equal(before, vq.codebook)
+
+def test_ema_decay_validated():
+    with pytest.raises(ValueError, match="0.99-0.999"): VectorQuantizerEMA(8, 4, decay=1.0)
+
+@pytest.mark.parametrize("K", [1, 7, 512])
+def test_perplexity_uniform_and_single(K):
+    assert math.isclose(perplexity(torch.ones(K)).item(), K, rel_tol=1e-4)
+    one = torch.zeros(K); one[K // 2] = 5
+    assert math.isclose(perplexity(one).item(), 1.0, rel_tol=1e-6)
+
+def test_perplexity_matches_categorical_entropy():
+    p = torch.rand(20)
+    ref = torch.distributions.Categorical(probs=p / p.sum()).entropy().exp()
+    torch.testing.assert_close(perplexity(p), ref)
+
+@pytest.mark.parametrize("kind", QUANTIZERS)
+def test_batch_perplexity_reported(kind):
+    vq = QUANTIZERS[kind](num_codes=4, code_dim=2)
+    vq._set_codes(slice(None), torch.tensor([[0., 0.], [5., 0.], [0., 5.], [5., 5.]]))
+    x = torch.tensor([[0., 0.], [5., 0.], [0., 5.], [5., 5.]]).t().reshape(1, 2, 2, 2)
+    torch.testing.assert_close(vq.eval()(x)["perplexity"], torch.tensor(4.0))
+    torch.testing.assert_close(vq(torch.zeros(1, 2, 2, 2))["perplexity"], torch.tensor(1.0))
+
+def _clustered(n=2000, centres=16, d=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    c = torch.randn(centres, d, generator=g) * 4
+    return c[torch.randint(0, centres, (n,), generator=g)] + 0.2 * torch.randn(n, d, generator=g)
+
+@pytest.mark.parametrize("kind", QUANTIZERS)
+@pytest.mark.parametrize("random_init", ["standard", "normal"])
+def test_kmeans_init_lowers_quantisation_error(kind, random_init):
+    x = _clustered()
+    err = {}
+    for init in (random_init, "kmeans"):
+        vq = QUANTIZERS[kind](num_codes=16, code_dim=4, init=random_init)
+        if init == "kmeans": vq.init_codebook("kmeans", x, generator=torch.Generator().manual_seed(0))
+        err[init] = nearest_code(x, vq.codebook.detach())[1].mean().item()
+    assert err["kmeans"] < 0.2 * err[random_init]
+
+def test_lazy_kmeans_init_on_first_training_batch():
+    vq = VectorQuantizer(16, 4, init="kmeans")
+    assert not bool(vq.initted)
+    x = _clustered(512).t().reshape(1, 4, 16, 32)
+    vq.eval()(x); assert not bool(vq.initted)                 # eval never initialises
+    vq.train()(x); assert bool(vq.initted)
+    assert vq(x)["perplexity"] > 8
+
+def test_kmeans_needs_enough_points():
+    with pytest.raises(ValueError, match="at least k=8"): kmeans(torch.randn(5, 2), 8)
+
+@pytest.mark.parametrize("kind", QUANTIZERS)
+def test_reset_revives_dead_codes(kind):
+    vq = QUANTIZERS[kind](num_codes=16, code_dim=4, usage_decay=0.5)
+    x = _clustered(1024).t().reshape(4, 4, 16, 16)
+    vq._set_codes(slice(None), torch.full((16, 4), 100.0))   # every code far away ...
+    vq._set_codes(0, x[0, :, 0, 0])                             # ... but one, which takes everything
+    for _ in range(10): vq(x)
+    assert vq.dead_fraction.item() == 15 / 16
+    assert vq.reset_dead_codes(x) == 15
+    assert vq.dead_fraction.item() == 0
+    for _ in range(5): out = vq(x)
+    assert out["perplexity"] > 6 and vq.dead_fraction.item() < 0.5
+
+def test_reset_prefers_high_error_outputs():
+    vq = VectorQuantizer(4, 2, dead_threshold=0.5)
+    vq._set_codes(slice(None), torch.zeros(4, 2))
+    vq.usage.copy_(torch.tensor([1., 0., 0., 0.]))
+    z = torch.cat([torch.zeros(97, 2), torch.tensor([[10., 0.], [0., 10.], [-10., 0.]])])  # 3 badly served outputs
+    assert vq.reset_dead_codes(z) == 3
+    got = {tuple(c.tolist()) for c in vq.codebook[1:].detach()}
+    assert got == {(10., 0.), (0., 10.), (-10., 0.)}
+
+def test_automatic_reset_every():
+    vq = VectorQuantizerEMA(16, 4, usage_decay=0.5, reset_every=5)
+    x = _clustered(1024).t().reshape(4, 4, 16, 16)
+    vq._set_codes(slice(None), torch.full((16, 4), 100.0)); vq._set_codes(0, x[0, :, 0, 0])
+    for _ in range(10): vq(x)
+    assert vq.dead_fraction.item() < 0.5
+
+def test_stats_and_histogram():
+    vq = VectorQuantizer(8, 2, init="normal")
+    vq(torch.randn(2, 2, 4, 4))
+    s = vq.codebook_stats()
+    assert set(s) == {"perplexity_avg", "dead_fraction", "codes_used"}
+    assert int(vq.hits.sum()) == 32
+    vq.reset_stats(); assert int(vq.hits.sum()) == 0
+
+def test_channel_mismatch_error_says_what_to_do():
+    with pytest.raises(ValueError, match="1x1 conv"): VectorQuantizer(8, 4)(torch.randn(1, 5, 2, 2))
+    with pytest.raises(ValueError, match="choose one of"): VectorQuantizer(8, 4, init="xavier")
