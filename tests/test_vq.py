@@ -148,7 +148,7 @@ def test_reset_revives_dead_codes(kind):
 def test_reset_prefers_high_error_outputs():
     vq = VectorQuantizer(4, 2, dead_threshold=0.5)
     vq._set_codes(slice(None), torch.zeros(4, 2))
-    vq.usage.copy_(torch.tensor([1., 0., 0., 0.]))
+    vq.usage.copy_(torch.tensor([1., 0., 0., 0.])); vq.usage_steps.fill_(10_000)
     z = torch.cat([torch.zeros(97, 2), torch.tensor([[10., 0.], [0., 10.], [-10., 0.]])])  # 3 badly served outputs
     assert vq.reset_dead_codes(z) == 3
     got = {tuple(c.tolist()) for c in vq.codebook[1:].detach()}
@@ -172,3 +172,51 @@ def test_stats_and_histogram():
 def test_channel_mismatch_error_says_what_to_do():
     with pytest.raises(ValueError, match="1x1 conv"): VectorQuantizer(8, 4)(torch.randn(1, 5, 2, 2))
     with pytest.raises(ValueError, match="choose one of"): VectorQuantizer(8, 4, init="xavier")
+
+# ---------------------------------------------------------------- the VQ-VAE model
+from vae_course.vq import VQVAE, VQVAEConfig, VQ_PRESETS, code_projection
+from vae_course.core import dataclass_from_dict
+
+def _tiny(**kw): return VQVAE(dataclass_from_dict(VQVAEConfig, {**VQ_PRESETS["tiny"].__dict__, **kw}))
+
+@pytest.mark.parametrize("quantizer", ["ema", "grad"])
+@pytest.mark.parametrize("enc_dim", [None, 48])
+def test_vqvae_round_trip_and_gradients(quantizer, enc_dim):
+    m = _tiny(quantizer=quantizer, enc_dim=enc_dim, codebook_init="normal")
+    x = torch.rand(3, 3, 32, 32) * 2 - 1
+    out = m(x)
+    assert out["recon"].shape == x.shape and out["indices"].shape == (3, 8, 8)
+    assert {"recon", "indices", "vq_loss", "codebook_loss", "commitment_loss", "perplexity"} <= set(out)
+    (F.mse_loss(out["recon"], x) + out["vq_loss"]).backward()
+    assert m.encoder.conv_out.weight.grad.abs().sum() > 0            # crossed the quantizer
+    if enc_dim: assert isinstance(m.proj_in, torch.nn.Conv2d) and m.proj_in.weight.grad is not None
+    m.eval()
+    idx = m.encode_indices(x)
+    assert torch.equal(idx, m(x)["indices"])
+    torch.testing.assert_close(m.decode_indices(idx), m(x)["recon"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(m.reconstruct(x), m(x)["recon"], atol=1e-5, rtol=0)
+    assert m.value_range == (-1, 1)
+
+def test_vqvae_init_codebook_from_batches():
+    m = _tiny(codebook_init="kmeans")
+    batches = [torch.rand(8, 3, 32, 32) * 2 - 1 for _ in range(3)]
+    m.init_codebook(batches, max_vectors=1000)
+    assert bool(m.quantizer.initted)
+    z = m.quantizer._rows(m.encode(batches[0]))
+    err_k = nearest_code(z, m.quantizer.codebook)[1].mean()
+    m.quantizer.init_codebook("normal")
+    assert err_k < nearest_code(z, m.quantizer.codebook)[1].mean()
+
+def test_last_layer_is_decoder_output_conv():
+    m = _tiny()
+    assert m.last_layer is m.decoder.head.weight and m.last_layer.shape[0] == 3
+
+def test_config_errors_and_presets():
+    with pytest.raises(ValueError, match="choose one of: ema, grad"): VQVAEConfig(quantizer="fsq")
+    with pytest.raises(ValueError, match="choose one of: standard, normal, kmeans"): VQVAEConfig(codebook_init="x")
+    with pytest.raises(TypeError, match="valid fields"): dataclass_from_dict(VQVAEConfig, {"codes": 3})
+    assert VQ_PRESETS["anime256"].latent_res == 16 and VQ_PRESETS["anime256"].num_codes == 1024
+    assert VQ_PRESETS["tiny"].latent_res == 8
+    assert isinstance(code_projection(384, 256), torch.nn.Conv2d)
+    with pytest.raises(ValueError, match="1x1 conv"):
+        VQVAE(VQ_PRESETS["tiny"]).quantizer(torch.randn(1, 48, 8, 8))
