@@ -19,12 +19,13 @@ def _ckpt_step(path):
     except Exception: return -1
 
 def test_kill_and_resume_is_bit_exact(tmp_path):
-    "A run SIGKILLed mid-training and resumed from its last checkpoint ends at the same weights as an uninterrupted run."
+    """A VAE run (β warm-up, reparameterisation noise, accumulation) SIGKILLed mid-training and resumed from its
+    last checkpoint ends at the same weights, bit for bit, as an uninterrupted run."""
     steps = 20
-    r = _run(tmp_path / "full", "--steps", steps, "--dump"); assert r.returncode == 0, r.stderr
+    r = _run(tmp_path / "full", "--steps", steps, "--model", "tiny", "--dump"); assert r.returncode == 0, r.stderr
     full = torch.load(tmp_path / "full" / "final_rank0.pt")
     out = tmp_path / "killed"; out.mkdir()
-    p = subprocess.Popen([sys.executable, str(SCRIPT), str(out), "--steps", str(steps), "--sleep", "0.3"], env=ENV,
+    p = subprocess.Popen([sys.executable, str(SCRIPT), str(out), "--steps", str(steps), "--model", "tiny", "--sleep", "0.3"], env=ENV,
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     ckpt, t0 = out / "run" / "last.ckpt", time.time()
     while _ckpt_step(ckpt) < 7 and p.poll() is None and time.time() - t0 < 90: time.sleep(0.1)
@@ -32,7 +33,7 @@ def test_kill_and_resume_is_bit_exact(tmp_path):
     assert p.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     killed_at = _ckpt_step(ckpt)
     assert 7 <= killed_at < steps
-    r = _run(out, "--steps", steps, "--resume", ckpt, "--dump"); assert r.returncode == 0, r.stderr
+    r = _run(out, "--steps", steps, "--model", "tiny", "--resume", ckpt, "--dump"); assert r.returncode == 0, r.stderr
     resumed = torch.load(out / "final_rank0.pt")
     assert resumed["step"] == full["step"] == steps
     assert torch.equal(resumed["params"], full["params"]), f"resumed from step {killed_at} but weights differ"
