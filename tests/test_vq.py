@@ -220,3 +220,68 @@ def test_config_errors_and_presets():
     assert isinstance(code_projection(384, 256), torch.nn.Conv2d)
     with pytest.raises(ValueError, match="1x1 conv"):
         VQVAE(VQ_PRESETS["tiny"]).quantizer(torch.randn(1, 48, 8, 8))
+
+# ---------------------------------------------------------------- VQ-GAN pieces
+from vae_course.vqgan import (PatchDiscriminator, hinge_d_loss, hinge_g_loss, nonsat_d_loss, nonsat_g_loss,
+                              adaptive_gan_weight, GANWeightSchedule, VQGANLoss, disc_optimizer, gan_losses,
+                              vqgan_train_step)
+
+@pytest.mark.parametrize("n_layers,size,grid", [(3, 256, 30), (3, 64, 6), (2, 32, 6), (1, 32, 14)])
+@pytest.mark.parametrize("norm", ["batch", "group", "none"])
+def test_patch_discriminator_shapes(n_layers, size, grid, norm):
+    D = PatchDiscriminator(ch=8, n_layers=n_layers, norm=norm)
+    assert D(torch.randn(2, 3, size, size)).shape == (2, 1, grid, grid)
+
+@pytest.mark.parametrize("name", ["hinge", "nonsat"])
+def test_gan_losses_direction(name):
+    d_fn, g_fn = gan_losses(name)
+    good = d_fn(torch.full((4,), 5.0), torch.full((4,), -5.0)); bad = d_fn(torch.full((4,), -5.0), torch.full((4,), 5.0))
+    assert good < 0.01 and bad > 2                                  # a perfect discriminator has ~0 loss
+    assert g_fn(torch.full((4,), 5.0)) < g_fn(torch.full((4,), -5.0))  # the generator wants high fake logits
+    with pytest.raises(ValueError, match="choose one of"): gan_losses("lsgan")
+
+def test_hinge_and_nonsat_values():
+    r, f = torch.tensor([0.3, 1.5]), torch.tensor([-0.2, 0.4])
+    torch.testing.assert_close(hinge_d_loss(r, f), torch.tensor(0.5 * ((0.7 + 0) / 2 + (0.8 + 1.4) / 2)))
+    torch.testing.assert_close(hinge_g_loss(f), torch.tensor(-0.1))
+    bce = F.binary_cross_entropy_with_logits
+    torch.testing.assert_close(nonsat_d_loss(r, f), 0.5 * (bce(r, torch.ones(2)) + bce(f, torch.zeros(2))))
+    torch.testing.assert_close(nonsat_g_loss(f), bce(f, torch.ones(2)))
+
+@pytest.mark.parametrize("scale", [0.1, 1.0, 30.0])
+def test_adaptive_weight_is_gradient_norm_ratio(scale):
+    w = torch.randn(5, 3, requires_grad=True); a = torch.randn(5, 3); b = torch.randn(5, 3)
+    rec, g = (a * w).sum(), scale * (b * w).sum()
+    lam = adaptive_gan_weight(rec, g, w)
+    torch.testing.assert_close(lam, a.norm() / (scale * b.norm() + 1e-4))
+    assert not lam.requires_grad
+
+@pytest.mark.parametrize("warmup,ramp,target", [(0, 0, 1.0), (5, 0, 0.5), (3, 4, 0.8), (0, 10, 2.0)])
+def test_gan_schedule(warmup, ramp, target):
+    s = GANWeightSchedule(warmup, ramp, target)
+    vals = [s(t) for t in range(warmup + ramp + 5)]
+    assert all(v == 0 for v in vals[:warmup])
+    assert vals[-1] == pytest.approx(target)
+    assert all(b >= a for a, b in zip(vals, vals[1:]))             # monotone ramp
+    if ramp: assert vals[warmup] == pytest.approx(target / ramp)
+    for _ in range(warmup + 1): s.step()
+    s2 = GANWeightSchedule(warmup, ramp, target); s2.load_state_dict(s.state_dict())
+    assert s2.value == s.value
+
+def test_disc_optimizer_betas():
+    assert disc_optimizer(PatchDiscriminator(ch=8, n_layers=1)).defaults["betas"] == (0.5, 0.99)
+
+@pytest.mark.parametrize("gan_loss", ["hinge", "nonsat"])
+def test_vqgan_step_updates_both_and_respects_warmup(gan_loss):
+    m = _tiny(codebook_init="normal")
+    D = PatchDiscriminator(ch=8, n_layers=2)
+    crit = VQGANLoss(D, None, gan_loss=gan_loss, schedule=GANWeightSchedule(warmup_steps=1, ramp_steps=0))
+    opt_g, opt_d = torch.optim.Adam(m.parameters(), 1e-3), disc_optimizer(D)
+    x = torch.rand(4, 3, 32, 32) * 2 - 1
+    d0 = [p.clone() for p in D.parameters()]
+    log0 = vqgan_train_step(m, crit, opt_g, opt_d, x)
+    assert log0["g_loss"] == 0 and "d_loss" not in log0             # warm-up: no GAN term, D untouched
+    assert all(torch.equal(a, b) for a, b in zip(d0, D.parameters()))
+    log1 = vqgan_train_step(m, crit, opt_g, opt_d, x)
+    assert "d_loss" in log1 and log1["adaptive_weight"] > 0 and math.isfinite(log1["loss"])
+    assert not all(torch.equal(a, b) for a, b in zip(d0, D.parameters()))
