@@ -285,3 +285,74 @@ def test_vqgan_step_updates_both_and_respects_warmup(gan_loss):
     log1 = vqgan_train_step(m, crit, opt_g, opt_d, x)
     assert "d_loss" in log1 and log1["adaptive_weight"] > 0 and math.isfinite(log1["loss"])
     assert not all(torch.equal(a, b) for a, b in zip(d0, D.parameters()))
+
+# ---------------------------------------------------------------- the prior over codes
+from vae_course.prior import PriorConfig, CodePrior, fit_prior, encode_codes
+
+def _prior(K=16, grid=4, **kw): return CodePrior(PriorConfig(num_codes=K, grid=grid, d_model=32, n_layers=2, n_heads=2, **kw))
+
+@pytest.mark.parametrize("K,grid", [(16, 4), (128, 8), (2, 3)])
+def test_prior_starts_uniform(K, grid):
+    p = _prior(K, grid)
+    idx = torch.randint(0, K, (5, grid, grid))
+    logits, loss = p(idx)
+    assert logits.shape == (5, grid * grid, K)
+    assert loss.item() == pytest.approx(math.log(K), rel=1e-6)
+    torch.testing.assert_close(p.bits_per_image(idx), torch.full((5,), grid * grid * math.log2(K)))
+
+@pytest.mark.parametrize("j", [0, 5, 15])
+def test_prior_is_causal(j):
+    p = _prior(); torch.nn.init.normal_(p.head.weight, std=0.5)
+    a = torch.randint(0, 16, (2, 16)); b = a.clone(); b[:, j] = (b[:, j] + 3) % 16
+    la, lb = p(a)[0], p(b)[0]
+    torch.testing.assert_close(la[:, :j + 1], lb[:, :j + 1])
+    if j < 15: assert (la[:, j + 1:] - lb[:, j + 1:]).abs().max() > 1e-5
+
+def test_prior_learns_structure_and_samples_it():
+    g = torch.Generator().manual_seed(0)
+    codes = torch.randint(0, 16, (64, 1, 1), generator=g).expand(64, 4, 4).contiguous()  # each grid one repeated code
+    p = _prior()
+    losses = fit_prior(p, codes, steps=150, batch_size=32, lr=3e-3, generator=g)
+    assert losses[-1] < 0.5 * losses[0]
+    s = p.sample(8, temperature=0.5, generator=g)
+    assert s.shape == (8, 4, 4)
+    assert (s == s[:, :1, :1]).float().mean() > 0.9          # samples repeat their first code, like the data
+    assert p.bits_per_image(codes[:4]).mean() < 0.5 * 16 * 4
+
+def test_prior_errors():
+    with pytest.raises(ValueError, match="divisible"): CodePrior(PriorConfig(d_model=30, n_heads=4))
+    with pytest.raises(ValueError, match="expected 16 codes"): _prior()(torch.zeros(1, 9, dtype=torch.long))
+
+def test_encode_codes_matches_model():
+    m = _tiny(codebook_init="normal").eval()
+    x = torch.rand(5, 3, 32, 32) * 2 - 1
+    c = encode_codes(m, x, batch_size=2)
+    assert torch.equal(c, m.encode_indices(x)) and not m.training
+
+# ---------------------------------------------------------------- data-parallel codebooks
+_DDP_SCRIPT = '''
+import sys, torch, torch.distributed as dist
+dist.init_process_group("gloo"); rank = dist.get_rank(); torch.set_num_threads(1)
+from vae_course.vq import VectorQuantizerEMA, VectorQuantizer
+res = []
+for cls in (VectorQuantizerEMA, VectorQuantizer):
+    torch.manual_seed(rank)                                   # different data and local k-means on each rank
+    vq = cls(16, 4, init="kmeans", reset_every=2, usage_decay=0.5)
+    for _ in range(6): vq(torch.randn(2, 4, 4, 4) + 3 * rank)
+    res.append(dict(codes=vq.codebook.detach().clone(), usage=vq.usage.clone(), hits=vq.hits.clone()))
+torch.save(res, f"{sys.argv[1]}/rank{rank}.pt")
+dist.destroy_process_group()
+'''
+
+def test_ddp_codebooks_stay_identical(tmp_path):
+    "Two gloo processes with different data: k-means init and resets broadcast, EMA and usage use global counts."
+    import subprocess, sys, os
+    (tmp_path / "w.py").write_text(_DDP_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                        str(tmp_path / "w.py"), str(tmp_path)], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    a, b = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    for qa, qb in zip(a, b):
+        assert torch.equal(qa["codes"], qb["codes"]) and torch.equal(qa["usage"], qb["usage"])
+        assert int(qa["hits"].sum()) == 2 * 6 * 2 * 16     # global counts: both ranks' vectors
