@@ -356,3 +356,15 @@ def test_ddp_codebooks_stay_identical(tmp_path):
     for qa, qb in zip(a, b):
         assert torch.equal(qa["codes"], qb["codes"]) and torch.equal(qa["usage"], qb["usage"])
         assert int(qa["hits"].sum()) == 2 * 6 * 2 * 16     # global counts: both ranks' vectors
+
+@pytest.mark.parametrize("quantizer", ["ema", "grad"])
+def test_vqvae_under_bf16_autocast(quantizer):
+    "Mixed precision: distances and EMA statistics stay float32, the codebook stays float32, the loss is finite."
+    m = _tiny(quantizer=quantizer, codebook_init="kmeans")
+    x = torch.rand(16, 3, 32, 32) * 2 - 1
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = m(x)
+        loss = F.mse_loss(out["recon"].float(), x) + out["vq_loss"]
+    loss.backward()
+    assert math.isfinite(loss.item()) and m.quantizer.codebook.dtype == torch.float32
+    assert out["perplexity"] > 10
