@@ -93,11 +93,20 @@ def _rgb(x: torch.Tensor) -> torch.Tensor:
     return x
 
 def freeze(model: nn.Module) -> nn.Module:
-    "No gradients into `model`'s parameters, eval mode."
-    for p in model.parameters(): p.requires_grad_(False)
+    "No gradients into `model`'s parameters (stale ones cleared), eval mode."
+    for p in model.parameters(): p.requires_grad_(False); p.grad = None
     return model.eval()
 
 # %% ../nbs/07_losses.ipynb #472af6ce
+def _features_only(builder, weights, pretrained: bool) -> nn.Sequential:
+    "The `.features` of a torchvision VGG/AlexNet; a random one skips allocating the (large) classifier."
+    if pretrained: return load_torchvision_model(builder, weights, True).features
+    with torch.device("meta"): feats = builder(weights=None).features
+    feats = feats.to_empty(device="cpu")
+    for m in feats.modules():  # torchvision's VGG init for the convolutions
+        if isinstance(m, nn.Conv2d): nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu"); nn.init.zeros_(m.bias)
+    return feats
+
 class VGGPerceptual(nn.Module):
     "Feature reconstruction loss (Johnson et al. 2016) on frozen VGG16 features; per-sample values (B,)."
     def __init__(self, pretrained: bool = True,  # ImageNet weights (False: random features, say so)
@@ -106,9 +115,9 @@ class VGGPerceptual(nn.Module):
         super().__init__()
         unknown = [l for l in layers if l not in VGG_LAYERS]
         if unknown: raise ValueError(f"unknown VGG16 layer(s) {unknown}; choose from {list(VGG_LAYERS)}")
-        vgg = load_torchvision_model(torchvision.models.vgg16, VGG16_Weights.IMAGENET1K_V1, pretrained)
+        feats = _features_only(torchvision.models.vgg16, VGG16_Weights.IMAGENET1K_V1, pretrained)
         self.idx = sorted(VGG_LAYERS[l] for l in layers)
-        self.features = freeze(vgg.features[: self.idx[-1] + 1])
+        self.features = freeze(feats[: self.idx[-1] + 1])
         self.layers, self.pretrained, self.value_range = tuple(layers), pretrained, tuple(value_range)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
@@ -151,11 +160,11 @@ class LPIPSLoss(nn.Module):
         import lpips
         if net not in _LPIPS_TRUNKS: raise ValueError(f"unknown LPIPS net {net!r}; choose one of: {', '.join(_LPIPS_TRUNKS)}")
         builder, weights = _LPIPS_TRUNKS[net]
-        trunk = load_torchvision_model(builder, weights, pretrained)  # fails clearly before anything else
+        trunk = _features_only(builder, weights, True) if pretrained else None  # fails clearly before anything else
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # lpips calls torchvision's deprecated `pretrained=` argument
             self.lpips = lpips.LPIPS(net=net, pretrained=True, pnet_rand=True, verbose=False)  # shipped linear layers
-        if pretrained: _load_lpips_trunk(self.lpips.net, trunk.features)
+        if pretrained: _load_lpips_trunk(self.lpips.net, trunk)
         freeze(self)
         self.net, self.pretrained, self.value_range = net, pretrained, tuple(value_range)
 

@@ -147,8 +147,11 @@ def calibrated_obs_logvar(model, x: torch.Tensor) -> float:
     with torch.no_grad(): return math.log(((x - _decode(model, model.encode(x)[0])[0]) ** 2).mean().item())
 
 def _decode(model, z):
-    "`model.decode(z)` as (mean, logvar or None): accepts a tensor, a (mean, logvar) tuple or a dict."
-    out = model.decode(z)
+    "`model.decode(z)` as (mean, logvar or None); a tensor, a (mean, logvar) tuple or a dict."
+    # course VAEs with `cfg.learned_variance` give their variance through `model.decoder(z) -> (mean, logvar)`
+    if getattr(getattr(model, "cfg", None), "learned_variance", False) and hasattr(model, "decoder"):
+        out = model.decoder(z)
+    else: out = model.decode(z)
     if isinstance(out, dict): return out["recon"], out.get("recon_logvar")
     if isinstance(out, (tuple, list)): return out[0], (out[1] if len(out) > 1 else None)
     return out, None
@@ -170,7 +173,7 @@ def _log_px(model, y, y01, z, likelihood, obs_logvar, scale, lo, n_bits):
 def _prepare(model, x, likelihood, dequant, n_bits, value_range):
     if likelihood not in ("gaussian", "discretized"):
         raise ValueError(f"unknown likelihood {likelihood!r}; choose 'gaussian' (with dequantisation) or 'discretized'")
-    lo, hi = value_range or getattr(model, "value_range", (0, 1))
+    lo, hi = value_range or getattr(model, "value_range", None) or (0, 1)
     x01 = (x - lo) / (hi - lo)
     y01 = dequantize(x01, n_bits) if (likelihood == "gaussian" and dequant) else x01
     return y01 * (hi - lo) + lo, y01, hi - lo, lo
