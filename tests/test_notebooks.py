@@ -1,0 +1,50 @@
+"""The training notebooks under papermill: a bad parameter name or value stops the run in the cell right after the
+parameters with a message naming it, and the batch runner executes a notebook over two tiers and summarises them."""
+import json
+from pathlib import Path
+import pytest
+
+pm = pytest.importorskip("papermill")
+ROOT = Path(__file__).resolve().parent.parent
+NB = ROOT / "nbs" / "train_vae.ipynb"
+
+def _fail(tmp_path, **parameters):
+    out = tmp_path / "out.ipynb"
+    with pytest.raises(pm.PapermillExecutionError) as e:
+        pm.execute_notebook(str(NB), str(out), parameters=parameters, cwd=str(tmp_path), progress_bar=False,
+                            log_output=False)
+    cells = json.loads(out.read_text())["cells"]
+    failed = [c for c in cells if c["cell_type"] == "code" and any(o.get("output_type") == "error" for o in c.get("outputs", []))]
+    assert len(failed) == 1 and "notebook_params(" in "".join(failed[0]["source"]), "the validation cell must be the one that fails"
+    ran = [c for c in cells if c["cell_type"] == "code" and c.get("execution_count")]
+    assert "run_recipe(params)" not in "".join(ran[-1]["source"])           # nothing after it ran
+    return e.value
+
+def test_parameters_cell_is_tagged():
+    assert {"recipe", "tier", "data_source", "data_path", "image_size", "epochs", "steps", "time_budget_min", "seed",
+            "out_dir", "device", "pretrained"} <= set(pm.inspect_notebook(str(NB)))
+
+def test_unknown_parameter_fails_first(tmp_path):
+    e = _fail(tmp_path, lerning_rate=1e-4)
+    assert "lerning_rate" in e.evalue and "did you mean 'lr'" in e.evalue
+
+def test_bad_value_fails_first(tmp_path):
+    e = _fail(tmp_path, image_size=-3)
+    assert "parameter 'image_size'" in e.evalue and "integer" in e.evalue
+
+def test_batch_over_two_tiers(tmp_path):
+    "run_batch over the smoke tier and the CPU tier (shortened by parameters): two complete runs and a summary."
+    from vae_course.batch import run_batch
+    out = tmp_path / "batch"
+    runs = run_batch(NB, out, tiers=["smoke", "cpu"], recipes=["default"],
+                     parameters=dict(steps=3, image_size=32, batch_size=8, time_budget_min=1.0, pretrained=False), log=lambda *a: None)
+    assert [r.status for r in runs] == ["complete", "complete"], [r.error for r in runs]
+    for r in runs:
+        assert (r.out_dir / "train_vae.ipynb").is_file() and (r.out_dir / "recon.png").is_file()
+        assert r.metrics["step"] == 3 and r.metrics["tier"] == r.name.split("_")[-1]
+    table = (out / "summary.md").read_text()
+    assert "default_smoke" in table and "default_cpu" in table and "val_psnr" in table
+    assert (out / "summary.png").is_file()
+    again = run_batch(NB, out, tiers=["smoke", "cpu"], recipes=["default"],
+                      parameters=dict(steps=3, image_size=32, batch_size=8, time_budget_min=1.0, pretrained=False), log=lambda *a: None)
+    assert [r.status for r in again] == ["skipped", "skipped"]

@@ -1,0 +1,94 @@
+"""Integration tests of the recipes: a CPU smoke run of every reference recipe through `run_recipe` (the code path
+of the training notebooks and the command line), the artifacts each leaves, the generated YAML files, parameter
+checks, the time budget and loading a trained model back."""
+import json
+from pathlib import Path
+import pytest, torch
+from vae_course.recipes import (RECIPES, PARAMS, load_recipe, validate_params, run_recipe, recipe_files_drift,
+                                load_model, reconstruct)
+
+ROOT = Path(__file__).resolve().parent.parent
+COMMON = ("params.yaml", "metrics.json", "loss_components.png", "psnr_curve.png", "psnr_curve.csv", "recon.png",
+          "samples_temperature.png", "interpolation.png", "last.ckpt", "model.safetensors")
+
+@pytest.fixture(autouse=True)
+def _threads():
+    n = torch.get_num_threads(); torch.set_num_threads(2); yield; torch.set_num_threads(n)
+
+@pytest.mark.parametrize("name", list(RECIPES))
+def test_smoke_run_of_every_recipe(name, tmp_path):
+    "Each recipe, shrunk by its 'smoke' entry, trains a few steps on OpenMoji and leaves every artifact."
+    steps = 4 if name == "anime_vq" else 3                       # anime_vq: the GAN term switches on at step 2
+    p = load_recipe(name, tier="smoke", steps=steps, out_dir=str(tmp_path / name))
+    assert p["pretrained"] is False and p["data_source"] == "openmoji"
+    run = run_recipe(p, log=lambda *a: None)
+    names = {f.name for f in run.iterdir()}
+    missing = [f for f in COMMON if f not in names]
+    assert not missing, f"{name}: missing artifacts {missing}"
+    assert any(n.startswith("events.out.tfevents") for n in names), "no TensorBoard logs"
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["step"] == steps and m["recipe"] == name
+    for k in ("val_psnr", "val_ssim", "val_lpips"): assert isinstance(m[k], float), k
+    assert m["lpips_pretrained"] is False and "pretrained=False" in m["lpips_note"]
+    assert m["psnr_curve"] and m["psnr_curve"][-1]["step"] == steps
+    if RECIPES[name].get("model") == "vq":
+        assert "codebook_usage.png" in names and 1 <= m["val_codes_used"] <= m["num_codes"]
+        assert "val_kl" not in m
+    else:
+        assert m["val_kl"] > 0 and m["val_bits_per_dim"] > 0
+    if name == "anime_vq": assert m["train"]["last"]["valid_gan_factor"] > 0 and "valid_g_loss" in m["train"]["last"]  # VQ-GAN by now
+    if name == "pixel_art": assert "quality_net.pt" in names
+
+def test_recipe_files_match_the_library():
+    "nbs/recipes/*.yaml are exactly what vae_course.recipes generates (regenerate with write_recipe_files)."
+    assert recipe_files_drift(ROOT / "nbs" / "recipes") == []
+    for name in RECIPES: assert load_recipe(ROOT / "nbs" / "recipes" / f"{name}.yaml") == load_recipe(name)
+
+def test_reference_configurations():
+    "The numbers of the issue, as the recipes hold them."
+    u = load_recipe("ultra")
+    assert (u["image_size"], u["latent_dim"] or 1024, u["mse"], u["l1"], u["perceptual"], u["lpips"]) == (256, 1024, 0.4, 0.2, 0.2, 0.2)
+    assert (u["lr"], u["optimizer"], u["weight_decay"], u["lr_schedule"], u["plateau_patience"], u["early_stopping"]) == \
+           (5e-5, "adam", 1e-5, "plateau", 10, 20) and u["kl_schedule"] == "adaptive_cyclical"
+    px = load_recipe("pixel_art")
+    assert (px["image_size"], px["kl_weight"], px["quality_weight"], px["resize"]) == (128, 0.01, 1.0, "nearest")
+    c = load_recipe("celeba64")
+    assert (c["preset"], c["optimizer"], c["lr"], c["kl_schedule"], c["perceptual"], c["amp"]) == ("celeba64", "adam", 1e-4, "linear", 0.1, "bf16")
+    a = load_recipe("anime_vq")
+    assert (a["model"], a["image_size"], a["l1"], a["lpips"], a["lr"], a["lr_schedule"]) == ("vq", 256, 1.0, 0.5, 2e-4, "cosine")
+    assert a["warmup_steps"] > 0 and a["gan_weight"] > 0 and a["gan_ramp"] > 0
+    from vae_course.vq import VQ_PRESETS
+    assert VQ_PRESETS[a["preset"]].num_codes == 1024 and VQ_PRESETS[a["preset"]].quantizer == "ema"
+    v = load_recipe("vanilla")
+    assert (v["image_size"], v["kl_weight"], v["lr_schedule"], v["lr_gamma"]) == (256, 1e-4, "exponential", 0.95)
+    for name in RECIPES: assert load_recipe(name)["pretrained"] is True     # real runs need the ImageNet weights
+
+@pytest.mark.parametrize("bad, words", [
+    (dict(lerning_rate=1e-3), ["'lerning_rate'", "did you mean 'lr'"]),
+    (dict(lr=-1), ["parameter 'lr'", "a number in"]),
+    (dict(tier="gpu"), ["parameter 'tier'", "'smoke'", "'high'"]),
+    (dict(kl_schedule="warm"), ["parameter 'kl_schedule'", "'cyclical'"]),
+    (dict(channels=[16, 0]), ["parameter 'channels'"]),
+    (dict(data_source="folder"), ["'data_path' is needed"]),
+    (dict(image_size=50), ["'image_size'", "multiple of"]),
+    (dict(preset="vanila"), ["parameter 'preset'", "vanilla"]),
+])
+def test_bad_parameters_are_named(bad, words):
+    with pytest.raises(ValueError) as e: load_recipe("default", **bad)
+    for w in words: assert w in str(e.value), (w, str(e.value))
+
+def test_real_folder_and_time_budget(tmp_path):
+    "A recipe on a folder of images (nearest resize), stopped by its wall-clock budget; load_model gives the model back."
+    from PIL import Image
+    import numpy as np
+    rng = np.random.default_rng(0)
+    for i in range(40): Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    p = load_recipe("pixel_art", tier="smoke", data_source="folder", data_path=str(tmp_path), steps=None, epochs=None,
+                    time_budget_min=0.05, out_dir=str(tmp_path / "run"), quality_weight=0.0)
+    assert p["resize"] == "nearest"
+    run = run_recipe(p, log=lambda *a: None)
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["step"] >= 1 and m["wall_time_s"] < 60
+    model = load_model(run)
+    x = torch.rand(2, 3, 32, 32)
+    assert reconstruct(model, x).shape == x.shape
