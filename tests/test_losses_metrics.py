@@ -232,3 +232,94 @@ def test_fid_without_inception_weights_is_clear(empty_torch_home, monkeypatch):
     x = torch.rand(4, 3, 32, 32)
     with pytest.raises(WeightsUnavailableError, match="Inception_V3"):
         fid(x, x)
+
+
+# ---------------------------------------------------------------- quality network
+from vae_course.quality import (QualityNet, QualityConfig, QualityGuide, quality_loss, degrade, make_quality_data,
+                                fit_quality_net, spearman, register_target, register_backbone, QUALITY_TARGETS,
+                                QUALITY_BACKBONES, save_quality_net, load_quality_net, get_target)
+
+
+@pytest.mark.parametrize("preset", ["tiny", "resnet18"])
+@pytest.mark.parametrize("value_range", [(0, 1), (-1, 1)])
+def test_quality_score_in_unit_interval(preset, value_range):
+    torch.manual_seed(0)
+    net = QualityNet(preset, value_range=value_range).eval()
+    lo, hi = value_range
+    s = net(torch.rand(3, 3, 32, 32) * (hi - lo) + lo)
+    assert s.shape == (3,) and ((s >= 0) & (s <= 1)).all()
+    assert net(torch.rand(2, 1, 32, 32) * (hi - lo) + lo).shape == (2,)  # grayscale is expanded
+    assert torch.isclose(quality_loss(s), -s.mean())
+
+
+def test_quality_pretrained_offline_error(empty_torch_home, monkeypatch):
+    monkeypatch.setenv("VAE_COURSE_OFFLINE", "1")
+    with pytest.raises(WeightsUnavailableError, match="ResNet18"): QualityNet("resnet18_imagenet")
+    with pytest.raises(ValueError, match="no pretrained weights"): QualityNet("tiny", pretrained=True)
+
+
+def test_quality_guide_frozen_gradient_to_images():
+    torch.manual_seed(0)
+    net = QualityNet("tiny")
+    fit_quality_net(net, torch.rand(8, 3, 32, 32), torch.rand(8), epochs=1, batch_size=4)  # leaves stale grads
+    guide = QualityGuide(net, weight=0.5).train()
+    assert not guide.net.training and all(not p.requires_grad and p.grad is None for p in guide.parameters())
+    bn = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)][0]
+    stats = bn.running_mean.clone()
+    r = torch.rand(4, 3, 32, 32, requires_grad=True)
+    loss = guide(r); loss.backward()
+    assert torch.isclose(loss, -0.5 * net(r).mean())
+    assert r.grad.abs().sum() > 0 and all(p.grad is None for p in guide.parameters())
+    assert torch.equal(bn.running_mean, stats)  # eval mode: BatchNorm statistics do not drift
+
+
+def test_quality_data_targets_and_training_ranks_heldout():
+    from vae_course.data import OpenMoji
+    torch.manual_seed(0)
+    tr, va = OpenMoji(size=32, split="train").images[:128].float() / 255, OpenMoji(size=32, split="valid").images[:64].float() / 255
+    x, y = make_quality_data(tr, seed=0)
+    assert x.shape == (4 * 128, 3, 32, 32) and torch.equal(y[:128], torch.ones(128)) and (y >= 0).all() and (y <= 1).all()
+    xv, yv = make_quality_data(va, include_clean=False, seed=1)
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    try:
+        net = QualityNet("tiny")
+        fit_quality_net(net, x, y, epochs=2)
+    finally: torch.set_num_threads(n)
+    with torch.no_grad(): rho = spearman(net.eval()(xv), yv)
+    assert rho > 0.6, rho
+
+
+def test_spearman_vs_scipy():
+    from scipy.stats import spearmanr
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(40, generator=g), torch.randn(40, generator=g)
+    a[::5] = a[0]  # ties
+    assert abs(spearman(a, b) - spearmanr(a, b).statistic) < 1e-9
+
+
+def test_quality_registries_plug_in(tmp_path):
+    @register_target("_half")
+    def half(d, r): return torch.full((len(d),), 0.5)
+    @register_backbone("_lin")
+    def lin(cfg): return torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()), 3
+    try:
+        x, y = make_quality_data(torch.rand(4, 3, 16, 16), target="_half")
+        assert torch.equal(y[4:], torch.full((12,), 0.5))
+        net = QualityNet(backbone="_lin")
+        assert net(torch.rand(2, 3, 16, 16)).shape == (2,)
+        save_quality_net(net, tmp_path / "q.pt")
+        assert torch.allclose(load_quality_net(tmp_path / "q.pt")(x[:2]), net.eval()(x[:2]))
+    finally:
+        del QUALITY_TARGETS["_half"], QUALITY_BACKBONES["_lin"]
+    with pytest.raises(ValueError, match="register_backbone"): QualityNet(backbone="_lin")
+    with pytest.raises(ValueError, match="register your own"): get_target("_half")
+
+
+@pytest.mark.parametrize("kind", ["blur", "noise", "smooth"])
+def test_degradations_monotone_in_ssim(kind):
+    from vae_course.data import OpenMoji
+    torch.manual_seed(0)
+    x = OpenMoji(size=32, split="valid").images[:16].float() / 255
+    weak, strong = ssim(degrade(x, kind, 0.1), x), ssim(degrade(x, kind, 1.0), x)
+    assert 1.0 > weak > strong
+    assert degrade(x, kind, torch.linspace(0, 1, 16)).shape == x.shape
