@@ -323,3 +323,10 @@ def test_degradations_monotone_in_ssim(kind):
     weak, strong = ssim(degrade(x, kind, 0.1), x), ssim(degrade(x, kind, 1.0), x)
     assert 1.0 > weak > strong
     assert degrade(x, kind, torch.linspace(0, 1, 16)).shape == x.shape
+
+
+def test_inception_features_shape_random_init():
+    from vae_course.metrics import inception_features
+    torch.manual_seed(0)
+    f = inception_features(torch.rand(2, 3, 32, 32), pretrained=False)
+    assert f.shape == (2, 2048) and torch.isfinite(f).all()

@@ -267,9 +267,7 @@ def fid(real: torch.Tensor, fake: torch.Tensor,
         feature_fn=None,           # optional callable images -> (N, F) features, replaces Inception
         value_range=(0, 1), batch_size: int = 50) -> float:
     "Fréchet distance between feature statistics of `real` and `fake` images (FID with Inception features)."
-    if feature_fn is None:
-        try: feature_fn = lambda t: inception_features(t, pretrained, value_range, batch_size)
-        except WeightsUnavailableError: raise
+    if feature_fn is None: feature_fn = lambda t: inception_features(t, pretrained, value_range, batch_size)
     fr, ff = feature_fn(real), feature_fn(fake)
     if min(len(fr), len(ff)) < 2: raise ValueError("FID needs at least 2 images per set (and thousands for a meaningful value)")
     return frechet_distance(*_stats(fr), *_stats(ff)).item()
