@@ -170,6 +170,7 @@ class QualityNet(nn.Module):
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
+        "Scores before the sigmoid, (B,)."
         lo, hi = self.cfg.value_range
         x = ((x - lo) / (hi - lo)).expand(-1, 3, -1, -1)        # grayscale -> RGB, [0, 1]
         return self.head(self.backbone((x - self.mean) / self.std)).squeeze(1)  # (B,)
