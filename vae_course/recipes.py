@@ -108,6 +108,8 @@ PARAMS: dict[str, Param] = dict(
     preset=_P("tiny", "str", "architecture preset: vae_course.vae.PRESETS or vae_course.vq.VQ_PRESETS"),
     channels=_P(None, "ints", "width per level (None: the preset's)", lo=1, optional=True),
     blocks_per_level=_P(None, "int", "blocks per level (None: the preset's)", lo=1, hi=16, optional=True),
+    block=_P(None, "choice", "block type (None: the preset's)", choices=("bottleneck", "resnet", "convnormact", "conv_relu", "conv_bn_lrelu"), optional=True),
+    decoder_upsample=_P(None, "choice", "decoder upsampling (None: the preset's)", choices=("upsample", "transposed"), optional=True),
     latent_dim=_P(None, "int", "VAE latent dimension d (None: the preset's)", lo=1, optional=True),
     num_codes=_P(None, "int", "VQ codebook size K (None: the preset's)", lo=2, optional=True),
     code_dim=_P(None, "int", "VQ code dimension D (None: the preset's)", lo=1, optional=True),
@@ -174,7 +176,8 @@ def _unknown(names, where="parameter") -> ValueError:
 
 def _model_config(p: dict):
     "The architecture config the parameters describe (no weights are built)."
-    arch = {k: v for k, v in dict(img_size=p["image_size"], channels=p["channels"], blocks_per_level=p["blocks_per_level"]).items() if v is not None}
+    arch = {k: v for k, v in dict(img_size=p["image_size"], channels=p["channels"], blocks_per_level=p["blocks_per_level"],
+                                  block=p["block"], decoder_upsample=p["decoder_upsample"]).items() if v is not None}
     if p["model"] == "vae":
         from vae_course.vae import PRESETS, vae_config
         if p["preset"] not in PRESETS: raise ValueError(f"bad value {p['preset']!r} for parameter 'preset': a VAE preset is one of: {', '.join(PRESETS)}")
@@ -219,8 +222,8 @@ _SMOKE = dict(tier="smoke", steps=6, epochs=None, time_budget_min=1.0, batch_siz
 
 RECIPES: dict[str, dict] = dict(
     # the main job: a VAE that reaches >= 20 dB validation PSNR on 64 px OpenMoji in five CPU minutes
-    default=dict(name="default", preset="tiny", image_size=64, channels=[32, 64, 128], latent_dim=256,
-                 kl_weight=0.02, kl_schedule="linear", kl_warmup=200, augment_flip=True,
+    default=dict(name="default", preset="tiny", image_size=64, block="conv_relu", decoder_upsample="transposed",
+                 channels=[32, 64, 128, 256], latent_dim=256, kl_weight=0.01, kl_schedule="linear", kl_warmup=200, augment_flip=True,
                  epochs=None, time_budget_min=5.0, batch_size=32, accum_steps=1, lr=2e-3, warmup_steps=50,
                  lr_schedule="time_cosine",
                  smoke=dict(image_size=32, steps=40, batch_size=16)),
@@ -609,7 +612,7 @@ def write_artifacts(trainer: Trainer, p: dict, valid_x: torch.Tensor, train_x: t
 def train_config(p: dict, run_dir) -> TrainConfig:
     "The `TrainConfig` of the parameters (tier 'smoke' trains on the CPU tier)."
     time_only = p["epochs"] is None and p["steps"] is None
-    return TrainConfig(name=p["name"], out_dir=str(Path(run_dir).parent), device=p["device"] or ("cpu" if p["tier"] == "smoke" else None),
+    return TrainConfig(name=p["name"], out_dir=str(Path(run_dir).parent), device=p["device"] or ("cpu" if p["tier"] in ("smoke", "cpu") else None),
                        seed=p["seed"], tier="cpu" if p["tier"] == "smoke" else p["tier"], batch_size=p["batch_size"],
                        accum_steps=p["accum_steps"], amp=p["amp"], channels_last=p["channels_last"],
                        epochs=p["epochs"], max_steps=p["steps"] if not time_only else 10**9,
