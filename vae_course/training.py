@@ -447,7 +447,9 @@ Trainer.autocast = _trainer_autocast
 def _prepare(self: Trainer, x):
     if isinstance(x, (list, tuple)): x = x[0]            # (images, labels) from labelled datasets
     x = x.to(self.device, non_blocking=True)
-    if x.dtype == torch.uint8: x = x.float() / 255          # uint8 batches: convert on the device
+    if x.dtype == torch.uint8:                              # uint8 batches: convert on the device
+        lo, hi = getattr(self.raw_model, "value_range", None) or (0, 1)
+        x = x.float() * ((hi - lo) / 255) + lo
     if self.cfg.channels_last and x.ndim == 4: x = x.contiguous(memory_format=torch.channels_last)
     return x
 Trainer._prepare = _prepare
@@ -789,6 +791,14 @@ def _to_unit(x, model):
     lo, hi = getattr(model, "value_range", (0, 1))
     return ((x.float() - lo) / (hi - lo)).clamp(0, 1)
 
+def _peek(dl, t):
+    "The first batch of `dl`, leaving every random state (global and the loader's) as it was."
+    g = _loader_generator(dl); gs = g.get_state() if g is not None else None
+    with torch.random.fork_rng(devices=[t.device] if t.device.type == "cuda" else []):
+        x = t._prepare(next(iter(dl)))
+    if g is not None: g.set_state(gs)
+    return x
+
 class TensorBoardCB(Callback):
     "Scalars every log, image grids every `image_every` epochs, in the run folder."
     order, main_only = 80, True
@@ -797,7 +807,7 @@ class TensorBoardCB(Callback):
         from torch.utils.tensorboard import SummaryWriter
         self.writer = SummaryWriter(str(t.run_dir), purge_step=t.step if t.step else None)
         dl = t.valid_dl if t.valid_dl is not None else t.train_dl
-        self.x = t._prepare(next(iter(dl)))[: self.n_images] if self.image_every else None
+        self.x = _peek(dl, t)[: self.n_images] if self.image_every else None
     def after_log(self, t):
         for k, v in t.logs.items(): self.writer.add_scalar(f"{_GROUPS.get(k, 'train')}/{k}", v, t.step)
     def after_epoch(self, t):
