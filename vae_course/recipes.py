@@ -19,7 +19,7 @@ from .training import (TIERS, SCHEDULES, OPTIMIZERS, TrainConfig, Trainer, Callb
 __all__ = ['RUN_TIERS', 'KL_SCHEDULES', 'LR_SCHEDULES', 'PARAMS', 'LOCATION', 'RECIPES', 'TEMPERATURES', 'Param',
            'validate_params', 'load_recipe', 'recipe_yaml', 'write_recipe_files', 'recipe_files_drift', 'build_model',
            'ProductBeta', 'build_beta', 'quality_net', 'build_objective', 'build_data', 'first_images', 'TimeBudgetCB',
-           'reconstruct', 'PSNRCurveCB', 'LossLogCB', 'PrintCB', 'vq_position_prior', 'temperature_samples',
+           'reconstruct', 'PSNRCurveCB', 'LossLogCB', 'PrintCB', 'vq_position_prior', 'temperature_grid',
            'interpolation_grid', 'evaluate', 'plot_losses', 'plot_psnr_curve', 'plot_usage', 'write_artifacts',
            'train_config', 'default_run_dir', 'run_recipe', 'load_model', 'notebook_params']
 
@@ -469,7 +469,7 @@ def vq_position_prior(model, x: torch.Tensor, batch_size: int = 128) -> torch.Te
     return torch.nn.functional.one_hot(idx, model.cfg.num_codes).sum(0).float()           # (r, r, K)
 
 @torch.no_grad()
-def temperature_samples(model, n: int = 8, temperatures=TEMPERATURES, seed: int = 0, counts: torch.Tensor | None = None) -> torch.Tensor:
+def temperature_grid(model, n: int = 8, temperatures=TEMPERATURES, seed: int = 0, counts: torch.Tensor | None = None) -> torch.Tensor:
     "`n` samples per temperature, `(len(temperatures) * n, C, H, W)`; VQ models need `counts` from `vq_position_prior`."
     g = torch.Generator().manual_seed(seed)
     dev = next(model.parameters()).device
@@ -593,7 +593,7 @@ def write_artifacts(trainer: Trainer, p: dict, valid_x: torch.Tensor, train_x: t
     n = min(8, len(x))
     save_grid(torch.cat([x[:n], reconstruct(model, x[:n])]), run_dir / "recon.png", nrow=n, value_range=vr)
     counts = None if hasattr(model, "sample") else vq_position_prior(model, tx)
-    save_grid(temperature_samples(model, 8, TEMPERATURES, p["seed"], counts), run_dir / "samples_temperature.png", nrow=8, value_range=vr)
+    save_grid(temperature_grid(model, 8, TEMPERATURES, p["seed"], counts), run_dir / "samples_temperature.png", nrow=8, value_range=vr)
     if len(x) >= 2: save_grid(interpolation_grid(model, x, pairs=min(3, len(x) // 2)), run_dir / "interpolation.png", nrow=8, value_range=vr)
     if not hasattr(model, "sample"): plot_usage(model, run_dir / "codebook_usage.png")
     plot_losses(list(loss_rows), trainer.history, run_dir / "loss_components.png")
