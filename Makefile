@@ -15,7 +15,7 @@ $(STAMP): settings.ini setup.py
 install: $(STAMP)  ## create .venv and install vae_course with its dev tools
 
 train: install  ## the main job: train the default VAE on OpenMoji (CPU, about five minutes)
-	$(BIN)/vae-course demo
+	$(BIN)/python -c "from vae_course.batch import run_batch; run_batch('nbs/train_vae.ipynb', '$(CURDIR)/runs/main', tiers=['cpu'], recipes=['default'], rerun=True)"
 
 test: install check-sync nbtest pytest  ## everything CI runs
 
@@ -23,7 +23,7 @@ check-sync: install  ## notebooks clean and the library exactly what they export
 	PATH=$(abspath $(BIN)):$$PATH bash .ci/check-sync
 
 nbtest: install
-	$(BIN)/nbdev_test --n_workers 2 --timing
+	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2 --timing
 
 pytest: install
 	$(BIN)/python -m pytest -q tests
