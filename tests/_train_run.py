@@ -54,5 +54,7 @@ def main():
     if a.dump:
         flat = torch.cat([p.detach().reshape(-1) for p in tr.raw_model.parameters()])
         torch.save(dict(params=flat, step=tr.step, epoch=tr.epoch), Path(a.out) / f"final_rank{rank}.pt")
+    if torch.distributed.is_initialized():              # leave together: a rank that exits while its peer talks can abort
+        torch.distributed.barrier(); torch.distributed.destroy_process_group()
 
 if __name__ == "__main__": main()

@@ -50,13 +50,14 @@ def _write_status(run: Run):
     tmp.write_text(json.dumps(info, indent=2)); tmp.replace(run.out_dir / "status.json")
 
 # %% ../nbs/16_batch.ipynb #8f4a0af3
-def check_parameters(notebook, parameters: dict):
-    "Raise when `parameters` names something the notebook's `parameters` cell does not define."
+def check_parameters(notebook, parameters: dict) -> set:
+    "The notebook's parameter names; raise when `parameters` names something its `parameters` cell does not define."
     import papermill as pm
     known = set(pm.inspect_notebook(str(notebook)))
     if not known: raise ValueError(f"{notebook} has no cell tagged 'parameters'; tag one so papermill can inject values")
     unknown = sorted(set(parameters) - known)
     if unknown: raise ValueError(f"unknown parameter(s) {unknown} for {Path(notebook).name}; it accepts: {', '.join(sorted(known))}")
+    return known
 
 def _short_error(e: Exception) -> str:
     ename, evalue = getattr(e, "ename", type(e).__name__), getattr(e, "evalue", str(e))
@@ -91,11 +92,13 @@ def run_batch(notebook,                      # the parameterized notebook to exe
     notebook = Path(notebook)
     if not notebook.exists(): raise FileNotFoundError(f"notebook {str(notebook)!r} not found")
     runs = plan_runs(out_dir, tiers, recipes, parameters)
-    check_parameters(notebook, runs[0].parameters)
+    accepted = check_parameters(notebook, runs[0].parameters)
     for i, run in enumerate(runs, 1):
         if not rerun and run_status(run) == "complete":
             run.status, run.metrics = "skipped", _read_json(run.out_dir / "metrics.json")
             log(f"[{i}/{len(runs)}] {run.name}: already complete, skipped"); continue
+        if not rerun and "resume" in accepted and "resume" not in run.parameters:
+            run.parameters["resume"] = "auto"             # a run killed half-way continues from its last checkpoint
         log(f"[{i}/{len(runs)}] {run.name}: running")
         execute_run(notebook, run, kernel_name)
         log(f"[{i}/{len(runs)}] {run.name}: {run.status} in {run.seconds:.0f}s" + (f" ({run.error})" if run.error else ""))

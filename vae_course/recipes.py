@@ -10,18 +10,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 import torch
+import torch.distributed as dist
 from torch import nn
 from .core import get_device, seed_everything, count_parameters, human_count, dataclass_from_dict
 from .training import (TIERS, SCHEDULES, OPTIMIZERS, TrainConfig, Trainer, Callback, VAEObjective,
-                                 VQObjective, dist_info, load_checkpoint)
+                                 VQObjective, dist_info, init_distributed, load_checkpoint)
 
 # %% auto #0
 __all__ = ['RUN_TIERS', 'KL_SCHEDULES', 'LR_SCHEDULES', 'PARAMS', 'LOCATION', 'RECIPES', 'TEMPERATURES', 'Param',
-           'validate_params', 'load_recipe', 'recipe_yaml', 'write_recipe_files', 'recipe_files_drift', 'build_model',
-           'ProductBeta', 'build_beta', 'quality_net', 'build_objective', 'build_data', 'first_images', 'TimeBudgetCB',
-           'reconstruct', 'PSNRCurveCB', 'LossLogCB', 'PrintCB', 'vq_position_prior', 'temperature_grid',
-           'interpolation_grid', 'evaluate', 'plot_losses', 'plot_psnr_curve', 'plot_usage', 'write_artifacts',
-           'train_config', 'default_run_dir', 'run_recipe', 'load_model', 'notebook_params']
+           'resume_checkpoint', 'validate_params', 'load_recipe', 'recipe_yaml', 'write_recipe_files',
+           'recipe_files_drift', 'build_model', 'ProductBeta', 'build_beta', 'quality_net', 'build_objective',
+           'build_data', 'first_images', 'TimeBudgetCB', 'reconstruct', 'PSNRCurveCB', 'LossLogCB', 'PrintCB',
+           'vq_position_prior', 'temperature_grid', 'interpolation_grid', 'evaluate', 'plot_losses', 'plot_psnr_curve',
+           'plot_usage', 'write_artifacts', 'run_device', 'train_config', 'default_run_dir', 'run_folder', 'run_recipe',
+           'load_model', 'notebook_params']
 
 # %% ../nbs/15_recipes.ipynb #be85d856
 @dataclass(frozen=True)
@@ -96,6 +98,7 @@ PARAMS: dict[str, Param] = dict(
     device=_P(None, "str", "'cpu', 'cuda', 'cuda:1', 'mps'; None picks cuda > mps > cpu", optional=True),
     seed=_P(42, "int", "random seed (data order, initial weights, sampling)", lo=0),
     out_dir=_P(None, "str", "run folder for every artifact; None: runs/<name>_<tier>_<time>", optional=True),
+    resume=_P(None, "str", "continue a stopped run: its run folder or a .ckpt file; 'auto': out_dir's last.ckpt if any", optional=True),
     # data
     data_source=_P("openmoji", "choice", "embedded OpenMoji or your images", choices=("openmoji", "folder", "celeba", "video")),
     data_path=_P(None, "str", "folder of the images for 'folder', 'celeba' and 'video'", optional=True),
@@ -157,7 +160,7 @@ PARAMS: dict[str, Param] = dict(
     psnr_every_s=_P(15.0, "float", "seconds between points of the validation PSNR-over-time curve", lo=0.1),
     progress=_P(False, "bool", "a tqdm bar (the run prints one line per epoch either way)"),
 )
-LOCATION = ("tier", "device", "out_dir")   # where a run happens: not part of a recipe file
+LOCATION = ("tier", "device", "out_dir", "resume")   # where a run happens: not part of a recipe file
 
 # %% ../nbs/15_recipes.ipynb #8341cf97
 _ALIASES = dict(learning_rate="lr", max_steps="steps", n_epochs="epochs", num_epochs="epochs", beta="kl_weight",
@@ -187,6 +190,19 @@ def _model_config(p: dict):
     vq = {k: v for k, v in dict(num_codes=p["num_codes"], code_dim=p["code_dim"]).items() if v is not None}
     return dataclass_from_dict(VQVAEConfig, dataclasses.asdict(VQ_PRESETS[p["preset"]]), **arch, **vq)
 
+def resume_checkpoint(p: dict) -> Path | None:
+    "The checkpoint a run continues from: `resume` as a .ckpt file or a run folder's last.ckpt; 'auto': out_dir's, if any."
+    if p["resume"] is None: return None
+    if p["resume"] == "auto":
+        ckpt = Path(p["out_dir"]).expanduser() / "last.ckpt" if p["out_dir"] else None
+        return ckpt if ckpt is not None and ckpt.is_file() else None
+    path = Path(p["resume"]).expanduser()
+    ckpt = path / "last.ckpt" if path.is_dir() else path
+    if not ckpt.is_file():
+        raise ValueError(f"bad value {p['resume']!r} for parameter 'resume': no checkpoint at {str(ckpt)!r}; "
+                         "give a run folder that holds last.ckpt, or a .ckpt file")
+    return ckpt
+
 def validate_params(params: dict) -> dict:
     "A full, checked copy of `params` (missing names get their defaults); ValueError names any bad parameter."
     unknown = set(params) - set(PARAMS)
@@ -208,6 +224,7 @@ def validate_params(params: dict) -> dict:
         raise ValueError("parameter 'lr_schedule'='cosine' needs a known length: set 'epochs' or 'steps' (or use 'time_cosine')")
     if p["amp"] == "fp16" and p["tier"] in ("smoke", "cpu"):
         raise ValueError(f"parameter 'amp'='fp16' needs a CUDA GPU, not tier {p['tier']!r}; use 'bf16' or 'none'")
+    if p["resume"] not in (None, "auto"): resume_checkpoint(p)      # a missing checkpoint fails here, not after setup
     if p["model"] == "vae" and p["gan_weight"]: raise ValueError("parameter 'gan_weight' needs model='vq' (the VQ-GAN)")
     if p["model"] == "vq" and p["quality_weight"]: raise ValueError("parameter 'quality_weight' needs model='vae'")
     try: _model_config(p)
@@ -343,16 +360,18 @@ def build_beta(p: dict):
     return cyc(w) if s == "cyclical" else ProductBeta(adaptive(), cyc(1.0))
 
 # %% ../nbs/15_recipes.ipynb #5d2e423f
-def quality_net(p: dict, images01: torch.Tensor, run_dir: Path | None = None, log=print):
-    "The frozen QualityNet of the pixel-art recipe: loaded from `quality_checkpoint` or fitted on training images in [0, 1]."
+def quality_net(p: dict, images01: torch.Tensor, run_dir: Path | None = None, log=print, reuse: bool = False):
+    "The frozen QualityNet of the pixel-art recipe: loaded from `quality_checkpoint` (or, with `reuse`, the run's own) or fitted on training images in [0, 1]."
     from vae_course.quality import QualityNet, load_quality_net, make_quality_data, fit_quality_net, save_quality_net
     from vae_course.losses import freeze
     if p["quality_checkpoint"]: return freeze(load_quality_net(p["quality_checkpoint"]))
+    if reuse and run_dir is not None and (Path(run_dir) / "quality_net.pt").is_file():    # a resumed run keeps its critic
+        return freeze(load_quality_net(Path(run_dir) / "quality_net.pt"))
     t0 = time.perf_counter()
     inputs, targets = make_quality_data(images01.float().cpu(), seed=p["seed"])     # clean + degraded copies, SSIM targets
     net = QualityNet("tiny", value_range=(0, 1))
     fit_quality_net(net, inputs, targets, epochs=1 if p["tier"] == "smoke" else 3, seed=p["seed"])
-    if run_dir is not None: save_quality_net(net, Path(run_dir) / "quality_net.pt")
+    if run_dir is not None and dist_info()[0] == 0: save_quality_net(net, Path(run_dir) / "quality_net.pt")
     log(f"quality net fitted on {len(inputs)} degraded images in {time.perf_counter() - t0:.0f}s")
     return freeze(net)
 
@@ -406,6 +425,8 @@ class TimeBudgetCB(Callback):
     def before_fit(self, t): self.t0 = time.perf_counter() - getattr(self, "elapsed", 0.0)
     def after_step(self, t):
         self.elapsed = time.perf_counter() - self.t0
+        if dist_info()[2] > 1:                           # rank 0's clock rules: the same LR and the same last step everywhere
+            e = torch.tensor([self.elapsed], dtype=torch.float64, device=t.device); dist.broadcast(e, 0); self.elapsed = e.item()
         if self.anneal:                                                  # runs after the scheduler's step
             f = self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, self.elapsed / self.budget)))
             for opt in t.optimizers.values():
@@ -423,12 +444,15 @@ def reconstruct(model, x: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
     try: return torch.cat([model.reconstruct(b).float() for b in x.split(batch_size)])
     finally: model.train(was)
 
+def _seconds_so_far(rows: list[dict]) -> float: return rows[-1]["seconds"] if rows else 0.0
+
 class PSNRCurveCB(Callback):
     "Validation PSNR of a fixed batch against wall-clock time, every `every_s` seconds and at the end."
     order, main_only = 6, True
     def __init__(self, x: torch.Tensor, every_s: float = 15.0): self.x, self.every_s, self.curve = x, every_s, []
-    def before_fit(self, t):
-        self.t0, self.next = time.perf_counter(), 0.0
+    def before_fit(self, t):                                   # a resumed run goes on from its last point
+        self.t0 = time.perf_counter() - _seconds_so_far(self.curve)
+        self.next = _seconds_so_far(self.curve) + (self.every_s if self.curve else 0.0)
         self.x = self.x.to(t.device)
     def _measure(self, t):
         from vae_course.metrics import psnr
@@ -441,13 +465,17 @@ class PSNRCurveCB(Callback):
             self._measure(t); self.next = self.curve[-1]["seconds"] + self.every_s
     def after_fit(self, t):
         if not self.curve or self.curve[-1]["step"] != t.step: self._measure(t)
+    def state_dict(self): return dict(curve=self.curve)
+    def load_state_dict(self, sd): self.curve = list(sd["curve"])
 
 class LossLogCB(Callback):
     "Every logged set of training terms, with step and seconds (the loss-component plots)."
     order, main_only = 7, True
     def __init__(self): self.rows = []
-    def before_fit(self, t): self.t0 = time.perf_counter()
+    def before_fit(self, t): self.t0 = time.perf_counter() - _seconds_so_far(self.rows)
     def after_log(self, t): self.rows.append(dict(step=t.step, seconds=time.perf_counter() - self.t0, **t.logs))
+    def state_dict(self): return dict(rows=self.rows)
+    def load_state_dict(self, sd): self.rows = list(sd["rows"])
 
 class PrintCB(Callback):
     "One line per epoch: step, time, training and validation loss."
@@ -609,10 +637,14 @@ def write_artifacts(trainer: Trainer, p: dict, valid_x: torch.Tensor, train_x: t
     return m
 
 # %% ../nbs/15_recipes.ipynb #f40615f9
+def run_device(p: dict) -> str | None:
+    "The device a run asks for: `device`, else the CPU on the 'smoke' and 'cpu' tiers, else automatic (None)."
+    return p["device"] or ("cpu" if p["tier"] in ("smoke", "cpu") else None)
+
 def train_config(p: dict, run_dir) -> TrainConfig:
     "The `TrainConfig` of the parameters (tier 'smoke' trains on the CPU tier)."
     time_only = p["epochs"] is None and p["steps"] is None
-    return TrainConfig(name=p["name"], out_dir=str(Path(run_dir).parent), device=p["device"] or ("cpu" if p["tier"] in ("smoke", "cpu") else None),
+    return TrainConfig(name=p["name"], out_dir=str(Path(run_dir).parent), device=run_device(p),
                        seed=p["seed"], tier="cpu" if p["tier"] == "smoke" else p["tier"], batch_size=p["batch_size"],
                        accum_steps=p["accum_steps"], amp=p["amp"], channels_last=p["channels_last"],
                        epochs=p["epochs"], max_steps=p["steps"] if not time_only else 10**9,
@@ -625,20 +657,40 @@ def default_run_dir(p: dict) -> Path:
     "`runs/<name>_<tier>_<YYYYmmdd_HHMMSS>` (relative to the working directory)."
     return Path("runs") / f"{p['name']}_{p['tier']}_{datetime.now().strftime('%Y%m%d_%H%M%S')}"
 
+def run_folder(p: dict, ckpt: Path | None = None) -> Path:
+    "Where a run writes: the resumed checkpoint's folder, else `out_dir`, else a new `default_run_dir` (rank 0's under DDP)."
+    run_dir = ckpt.parent if ckpt is not None else Path(p["out_dir"]).expanduser() if p["out_dir"] else default_run_dir(p)
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        box = [str(run_dir)]; dist.broadcast_object_list(box, src=0); run_dir = Path(box[0])   # one clock names the folder
+    return run_dir
+
 def run_recipe(params: dict,             # full or partial parameters (e.g. from load_recipe)
                callbacks=None,           # extra Trainer callbacks
                log=print) -> Path:
     "Train the run `params` describe and write its artifacts; returns the run folder."
-    import yaml
     p = validate_params(params)
-    run_dir = Path(p["out_dir"]).expanduser() if p["out_dir"] else default_run_dir(p)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+    joined = dist.is_available() and not dist.is_initialized()
+    init_distributed(run_device(p))                                   # under torchrun: join the process group first
+    try:
+        run_dir = _train_and_report(p, callbacks, log)
+        if joined and dist.is_initialized(): dist.barrier()          # the others wait while rank 0 writes the artifacts
+        return run_dir
+    finally:                                                          # leave the group we joined: a process that exits
+        if joined and dist.is_initialized(): dist.destroy_process_group()   # while a peer still talks can abort
+
+def _train_and_report(p: dict, callbacks, log) -> Path:
+    import yaml
+    ckpt = resume_checkpoint(p)
+    run_dir, (rank, _, world) = run_folder(p, ckpt), dist_info()
+    if rank != 0: log = lambda *a, **k: None                          # one voice under torchrun
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
     cfg = train_config(p, run_dir).resolve()
     seed_everything(p["seed"])                                        # the initial weights follow the seed
     model = build_model(p)
     train_dl, valid_dl, train_ds, valid_ds = build_data(p, cfg, tuple(model.value_range))
-    quality = quality_net(p, _to01(first_images(train_ds, 512), model.value_range), run_dir, log) if p["quality_weight"] else None
+    quality = quality_net(p, _to01(first_images(train_ds, 512), model.value_range), run_dir, log, reuse=ckpt is not None) if p["quality_weight"] else None
     objective = build_objective(p, model, quality)
     valid_x, train_x = first_images(valid_ds, p["valid_images"]), first_images(train_ds, 256)
     curve, losses = PSNRCurveCB(valid_x[:256], p["psnr_every_s"]), LossLogCB()
@@ -648,10 +700,11 @@ def run_recipe(params: dict,             # full or partial parameters (e.g. from
     trainer.run_dir = run_dir                                         # every artifact in one folder
     log(f"{p['name']} ({p['tier']}): {type(model).__name__} {human_count(count_parameters(model))} parameters, "
         f"{len(train_ds)} training images at {p['image_size']} px, batch {cfg.batch_size}x{cfg.accum_steps}, amp {cfg.amp}, "
-        f"device {cfg.device} -> {run_dir}")
+        f"device {cfg.device}{f' x {world} processes' if world > 1 else ''} -> {run_dir}")
     if not p["pretrained"] and (p["perceptual"] or p["lpips"]):
         log("note: pretrained=False, so the perceptual/LPIPS terms use random networks (a code-path check, not the recipe's loss)")
-    trainer.fit()
+    if ckpt is not None: log(f"resuming from {ckpt}")
+    trainer.fit(resume=ckpt)
     if not trainer.main: return run_dir
     m = write_artifacts(trainer, p, valid_x, train_x, run_dir, curve.curve, losses.rows)
     log(f"done in {trainer.step} steps: " + ", ".join(f"{k} {v:.4g}" for k, v in m.items() if isinstance(v, float)))
