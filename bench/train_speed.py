@@ -2,7 +2,7 @@
 side by side with a textbook training step of the same model. Not a test: run it by hand (`make bench`).
 
     python bench/train_speed.py                       # vanilla64 on this device: textbook vs trainer per tier
-    python bench/train_speed.py --models tiny vanilla64 --tiers cpu high --quality-steps 150 --compile
+    python bench/train_speed.py --models tiny vanilla64 --tiers cpu high --steps 150 --compile
 
 Each configuration runs in its own subprocess (a clean peak-memory reading and no warm caches carried over).
 Throughput is the median of several timing windows after warm-up steps; every figure is also given as a

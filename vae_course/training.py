@@ -17,12 +17,12 @@ from .core import get_device, seed_everything, rng_state, set_rng_state, datacla
 
 # %% auto #0
 __all__ = ['TIERS', 'AMP_MODES', 'OPTIMIZERS', 'SCHEDULES', 'Tier', 'gpu_memory_gb', 'tier_for_memory', 'resolve_tier',
-           'cpu_bf16_supported', 'resolve_amp', 'TrainConfig', 'make_optimizer', 'WarmupCosine', 'make_scheduler',
-           'unwrap_model', 'Objective', 'MSEObjective', 'atomic_save', 'model_arch', 'check_arch', 'save_checkpoint',
-           'load_checkpoint', 'export_safetensors', 'load_safetensors', 'Callback', 'run_callbacks', 'dist_info',
-           'init_distributed', 'is_main_process', 'NonFiniteError', 'Trainer', 'BetaScheduleCB', 'CheckpointCB',
-           'EarlyStoppingCB', 'MetricsJSONCB', 'ProgressCB', 'TensorBoardCB', 'default_callbacks', 'VAEObjective',
-           'VQObjective', 'VQGANObjective', 'saved_activation_bytes']
+           'cpu_bf16_supported', 'resolve_amp', 'TrainConfig', 'fused_ok', 'make_optimizer', 'WarmupCosine',
+           'make_scheduler', 'unwrap_model', 'Objective', 'MSEObjective', 'atomic_save', 'model_arch', 'check_arch',
+           'save_checkpoint', 'load_checkpoint', 'export_safetensors', 'load_safetensors', 'Callback', 'run_callbacks',
+           'dist_info', 'init_distributed', 'is_main_process', 'NonFiniteError', 'Trainer', 'BetaScheduleCB',
+           'CheckpointCB', 'EarlyStoppingCB', 'MetricsJSONCB', 'ProgressCB', 'TensorBoardCB', 'default_callbacks',
+           'VAEObjective', 'VQObjective', 'VQGANObjective', 'saved_activation_bytes']
 
 # %% ../nbs/12_training.ipynb #a0d41f7b
 @dataclass(frozen=True)
@@ -175,10 +175,15 @@ OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("constant", "cosine", "plateau", "exponential")
 
 # %% ../nbs/12_training.ipynb #fce0cf65
+def fused_ok(params) -> bool | None:
+    "True when every parameter is on the CPU or a CUDA GPU, where a fused Adam kernel exists (None: the default)."
+    return True if params and all(p.device.type in ("cpu", "cuda") for p in params) else None
+
 def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
-    "Adam or AdamW over `params` with the config's learning rate, betas and weight decay."
+    "Adam or AdamW over `params` with the config's learning rate, betas and weight decay (fused where possible)."
+    params = list(params)
     cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[cfg.optimizer]
-    return cls(params, lr=cfg.lr, betas=tuple(cfg.adam_betas), weight_decay=cfg.weight_decay)
+    return cls(params, lr=cfg.lr, betas=tuple(cfg.adam_betas), weight_decay=cfg.weight_decay, fused=fused_ok(params))
 
 # %% ../nbs/12_training.ipynb #ba62353b
 class WarmupCosine:
@@ -912,7 +917,9 @@ class VQGANObjective(VQObjective):
         self._w = torch.tensor(1.0)
     def modules(self): return {"disc": self.disc}
     def optimizer(self, name, params, cfg):
-        if name == "disc": return torch.optim.Adam(params, lr=self.disc_lr, betas=self.disc_betas, weight_decay=cfg.weight_decay)
+        if name == "disc":
+            params = list(params)
+            return torch.optim.Adam(params, lr=self.disc_lr, betas=self.disc_betas, weight_decay=cfg.weight_decay, fused=fused_ok(params))
     def _factor(self, step) -> float:
         g = self.gan_weight
         return float(g(step)) if callable(g) else float(g)
