@@ -92,3 +92,17 @@ def test_real_folder_and_time_budget(tmp_path):
     model = load_model(run)
     x = torch.rand(2, 3, 32, 32)
     assert reconstruct(model, x).shape == x.shape
+
+def test_missing_lpips_weights_are_reported_not_replaced(monkeypatch):
+    "After a real run, missing ImageNet weights leave val_lpips empty with the instructions, never a random-trunk number."
+    from vae_course import metrics as M
+    from vae_course.losses import WeightsUnavailableError
+    from vae_course.recipes import evaluate
+    from vae_course.vae import build_vae
+    def offline(*a, pretrained=True, **k):
+        if pretrained: raise WeightsUnavailableError("weights missing: copy alexnet.pth to ~/.cache/torch/hub/checkpoints")
+        return torch.tensor(0.5)
+    monkeypatch.setattr(M, "lpips_metric", offline)
+    with pytest.warns(UserWarning, match="LPIPS not computed"):
+        out = evaluate(build_vae("tiny", img_size=32), torch.rand(4, 3, 32, 32), pretrained=True)
+    assert out["val_lpips"] is None and out["lpips_pretrained"] is False and "copy alexnet" in out["lpips_note"]
