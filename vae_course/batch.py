@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv, itertools, json, time, traceback
 from dataclasses import dataclass, field
 from pathlib import Path
+from .core import write_json
 
 # %% auto #0
 __all__ = ['Run', 'plan_runs', 'run_status', 'check_parameters', 'execute_run', 'run_batch', 'summary_rows', 'markdown_table',
@@ -46,8 +47,7 @@ def run_status(run: Run) -> str:
 def _write_status(run: Run):
     run.out_dir.mkdir(parents=True, exist_ok=True)
     info = dict(name=run.name, status=run.status, seconds=round(run.seconds, 2), error=run.error, parameters=run.parameters)
-    tmp = run.out_dir / "status.json.tmp"
-    tmp.write_text(json.dumps(info, indent=2)); tmp.replace(run.out_dir / "status.json")
+    write_json(info, run.out_dir / "status.json")
 
 # %% ../nbs/15_batch.ipynb #8f4a0af3
 def check_parameters(notebook, parameters: dict) -> set:

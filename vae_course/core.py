@@ -4,14 +4,15 @@
 
 # %% ../nbs/00_core.ipynb #8c3c1a98
 from __future__ import annotations
-import os, random, math
+import json, os, random, math
+from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
 
 # %% auto #0
 __all__ = ['get_device', 'seed_everything', 'rng_state', 'set_rng_state', 'count_parameters', 'human_count',
-           'dataclass_from_dict', 'to_numpy_image']
+           'dataclass_from_dict', 'to_numpy_image', 'write_json']
 
 # %% ../nbs/00_core.ipynb #b1c06110
 def _mps_available() -> bool:
@@ -90,3 +91,10 @@ def to_numpy_image(x: torch.Tensor) -> np.ndarray:
     "A `(C,H,W)` or `(B,C,H,W)` tensor in [0, 1] -> uint8 `(H,W,C)` / `(B,H,W,C)` array."
     x = x.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu()
     return x.movedim(-3, -1).numpy()
+
+# %% ../nbs/00_core.ipynb #6955b70f
+def write_json(obj, path) -> Path:
+    "Atomically write `obj` as JSON to `path` (a temporary file, then a rename); non-JSON values become strings."
+    path = Path(path); tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=str)); os.replace(tmp, path)
+    return path

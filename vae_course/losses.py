@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 import torchvision
 from torchvision.models import VGG16_Weights, AlexNet_Weights
+from .data import to_unit
 
 # %% auto #0
 __all__ = ['VGG_LAYERS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'gaussian_nll', 'WeightsUnavailableError', 'weights_path',
@@ -83,10 +84,6 @@ def load_torchvision_model(builder,               # a torchvision builder, e.g. 
 VGG_LAYERS = {"relu1_2": 3, "relu2_2": 8, "relu3_3": 15, "relu4_3": 22}  # index in vgg16().features
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
-def _to_unit(x: torch.Tensor, value_range=(0, 1)) -> torch.Tensor:
-    lo, hi = value_range
-    return (x - lo) / (hi - lo)
-
 def _rgb(x: torch.Tensor) -> torch.Tensor:
     if x.shape[1] == 1: return x.expand(-1, 3, -1, -1)
     if x.shape[1] != 3: raise ValueError(f"expected 1 or 3 channels, got {x.shape[1]}; drop the alpha channel first")
@@ -128,7 +125,7 @@ class VGGPerceptual(nn.Module):
 
     def feats(self, x: torch.Tensor) -> list[torch.Tensor]:
         "Activations at the chosen layers, [(B, C_j, H_j, W_j)]."
-        h, out = (_rgb(_to_unit(x, self.value_range)) - self.mean) / self.std, []
+        h, out = (_rgb(to_unit(x, self.value_range)) - self.mean) / self.std, []
         for i, layer in enumerate(self.features):
             h = layer(h)
             if i in self.idx: out.append(h)
@@ -174,7 +171,7 @@ class LPIPSLoss(nn.Module):
 
     def forward(self, recon: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         "LPIPS between `recon` and `x`: (B,)."
-        to11 = lambda t: _rgb(_to_unit(t, self.value_range)) * 2 - 1  # lpips wants [-1, 1]
+        to11 = lambda t: _rgb(to_unit(t, self.value_range)) * 2 - 1  # lpips wants [-1, 1]
         return self.lpips(to11(recon), to11(x)).flatten()
 
     def extra_repr(self): return f"net={self.net!r}, pretrained={self.pretrained}, value_range={self.value_range}"

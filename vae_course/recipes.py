@@ -12,7 +12,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
-from .core import get_device, seed_everything, count_parameters, human_count, dataclass_from_dict
+from .core import get_device, seed_everything, count_parameters, human_count, dataclass_from_dict, write_json
+from .data import to_unit
 from .training import (TIERS, SCHEDULES, OPTIMIZERS, TrainConfig, Trainer, Callback, VAEObjective,
                                  VQObjective, dist_info, init_distributed, load_checkpoint)
 
@@ -435,7 +436,7 @@ class TimeBudgetCB(Callback):
     def state_dict(self): return dict(elapsed=getattr(self, "elapsed", 0.0))
     def load_state_dict(self, sd): self.elapsed = sd["elapsed"]
 
-def _to01(x, vr): lo, hi = vr; return ((x.float() - lo) / (hi - lo)).clamp(0, 1)
+def _to01(x, vr): return to_unit(x.float(), vr).clamp(0, 1)
 
 @torch.no_grad()
 def reconstruct(model, x: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
@@ -606,10 +607,6 @@ def plot_usage(model, path):
     fig, ax = plt.subplots(figsize=(5, 2)); plot_codebook_usage(model.quantizer, ax=ax); _save_fig(fig, path)
 
 # %% ../nbs/14_recipes.ipynb #6fab7f9b
-def _write_json(obj, path):
-    path = Path(path); tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=str)); os.replace(tmp, path)
-
 def write_artifacts(trainer: Trainer, p: dict, valid_x: torch.Tensor, train_x: torch.Tensor, run_dir,
                     psnr_curve=(), loss_rows=()) -> dict:
     "Metrics, pictures and metrics.json of a finished run into `run_dir`; returns the metrics."
@@ -634,7 +631,7 @@ def write_artifacts(trainer: Trainer, p: dict, valid_x: torch.Tensor, train_x: t
     summary = {k: base.get(k) for k in ("name", "finished", "step", "epoch", "n_skipped", "images_per_s", "wall_time_s") if k in base}
     out = dict(recipe=p["name"], tier=p["tier"], **summary, **m, train_seconds=base.get("wall_time_s"),
                params=p, psnr_curve=list(psnr_curve), train=base)
-    _write_json(out, run_dir / "metrics.json")
+    write_json(out, run_dir / "metrics.json")
     return m
 
 # %% ../nbs/14_recipes.ipynb #f40615f9

@@ -13,7 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 import torch.distributed as dist
-from .core import get_device, seed_everything, rng_state, set_rng_state, dataclass_from_dict
+from .core import get_device, seed_everything, rng_state, set_rng_state, dataclass_from_dict, write_json
+from .data import to_unit
 
 # %% auto #0
 __all__ = ['TIERS', 'AMP_MODES', 'OPTIMIZERS', 'SCHEDULES', 'Tier', 'gpu_memory_gb', 'tier_for_memory', 'resolve_tier',
@@ -757,10 +758,6 @@ class EarlyStoppingCB(Callback):
     def load_state_dict(self, sd): self.best, self.wait = sd["best"], sd["wait"]
 
 # %% ../nbs/12_training.ipynb #89bd809a
-def _write_json(obj, path):
-    path = Path(path); tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=str)); os.replace(tmp, path)
-
 class MetricsJSONCB(Callback):
     "Keep `<run_dir>/metrics.json` up to date after every epoch and at the end."
     order, main_only = 70, True
@@ -769,7 +766,7 @@ class MetricsJSONCB(Callback):
     def _write(self, t, finished):
         mon = [h.get(t.cfg.monitor) for h in t.history if h.get(t.cfg.monitor) is not None]
         best = (min if t.cfg.monitor_mode == "min" else max)(mon) if mon else None
-        _write_json(dict(name=t.cfg.name, run_dir=str(t.run_dir), finished=finished, step=t.step, epoch=t.epoch,
+        write_json(dict(name=t.cfg.name, run_dir=str(t.run_dir), finished=finished, step=t.step, epoch=t.epoch,
                          n_skipped=t.n_skipped, monitor=t.cfg.monitor, best=best, last=t.epoch_logs,
                          images_per_s=float(np.median(self.ips)) if self.ips else None,
                          wall_time_s=time.perf_counter() - t._t0, config=asdict(t.cfg), history=t.history),
@@ -792,9 +789,7 @@ class ProgressCB(Callback):
 # %% ../nbs/12_training.ipynb #f1104aa2
 _GROUPS = {"lr": "opt", "beta": "opt", "images_per_s": "perf", "gpu_mem_gb": "perf"}
 
-def _to_unit(x, model):
-    lo, hi = getattr(model, "value_range", (0, 1))
-    return ((x.float() - lo) / (hi - lo)).clamp(0, 1)
+def _to_unit(x, model): return to_unit(x.float(), getattr(model, "value_range", (0, 1))).clamp(0, 1)
 
 def _peek(dl, t):
     "The first batch of `dl`, leaving every random state (global and the loader's) as it was."
@@ -873,8 +868,7 @@ class VAEObjective(Objective):
         beta = _beta_value(self.beta)
         loss = terms["recon"] + beta * kl_pen
         if self.quality is not None:
-            lo, hi = getattr(unwrap_model(model), "value_range", (0, 1))
-            score = self.quality(((out["recon"].float() - lo) / (hi - lo)).clamp(0, 1)).mean()
+            score = self.quality(_to_unit(out["recon"], unwrap_model(model))).mean()
             terms["quality"] = score
             loss = loss - self.quality_weight * score
         terms["loss"] = loss
