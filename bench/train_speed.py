@@ -21,9 +21,11 @@ def _peak_mem_mb(device) -> float:
 def _kl(mu, logvar):  # the closed form, written out as a textbook would
     return (-0.5 * (1 + logvar - mu ** 2 - logvar.exp())).flatten(1).sum(1).mean()
 
-def run_textbook(model_name, size, steps, warmup, window, device, eval_imgs):
+def run_textbook(model_name, size, steps, warmup, window, device, eval_imgs, reuse_memory=False):
     "Eager fp32, NCHW, a Dataset of float images through a DataLoader, `.item()` every step."
     import torch
+    from vae_course.training import reuse_freed_memory
+    if reuse_memory: reuse_freed_memory()
     from torch.utils.data import DataLoader
     from vae_course.vae import build_vae
     from vae_course.data import OpenMoji
@@ -46,9 +48,10 @@ def run_textbook(model_name, size, steps, warmup, window, device, eval_imgs):
                 t_prev = now
             if step >= steps: break
     return dict(images_per_s=statistics.median(times), windows=times, final_loss=losses[-1],
-                valid=_evaluate(model, eval_imgs, device), batch=64, accum=1, amp="none", layout="NCHW")
+                valid=_evaluate(model, eval_imgs, device), batch=64, accum=1, amp="none", layout="NCHW",
+                reuse_memory=reuse_memory)
 
-def run_trainer(model_name, size, steps, warmup, window, device, eval_imgs, tier, compile_, amp):
+def run_trainer(model_name, size, steps, warmup, window, device, eval_imgs, tier, compile_, amp, reuse_memory=True):
     "The course's Trainer with the tier's settings: uint8 data in memory, channels-last, autocast, no per-step syncs."
     import torch
     from vae_course.vae import build_vae
@@ -58,7 +61,7 @@ def run_trainer(model_name, size, steps, warmup, window, device, eval_imgs, tier
     cfg = TrainConfig(name="bench", out_dir=str(ROOT / "bench" / "results" / "runs"), device=str(device), tier=tier,
                       amp=amp, compile=compile_, epochs=None, max_steps=steps, log_every=window, lr=1e-3,
                       optimizer="adam", schedule="constant", grad_clip=0, progress=False, tensorboard=False,
-                      save_every_epochs=0, export_safetensors=False).resolve()
+                      save_every_epochs=0, export_safetensors=False, reuse_memory=reuse_memory).resolve()
     torch.manual_seed(0)
     model = build_vae(model_name, img_size=size)
     dl = InMemoryLoader(OpenMoji(size, "train").images, cfg.batch_size, seed=0, device=device, channels_last=cfg.channels_last,
@@ -73,7 +76,7 @@ def run_trainer(model_name, size, steps, warmup, window, device, eval_imgs, tier
     return dict(images_per_s=statistics.median(times), windows=times, final_loss=tr.logs.get("loss"),
                 valid=_evaluate(tr.raw_model, eval_imgs, device), batch=cfg.batch_size, accum=cfg.accum_steps,
                 amp=cfg.amp, layout="NHWC" if cfg.channels_last else "NCHW", grad_checkpointing=cfg.grad_checkpointing,
-                compile=compile_)
+                compile=compile_, reuse_memory=cfg.reuse_memory)
 
 def _evaluate(model, imgs, device):
     "Validation MSE (per pixel) and PSNR of reconstructions from the posterior mean, in fp32."
@@ -96,7 +99,9 @@ def one(spec: dict) -> dict:
     eval_imgs = OpenMoji(spec["size"], "valid").images[:128]
     args = (spec["model"], spec["size"], spec["steps"], spec["warmup"], spec["window"], device, eval_imgs)
     t0 = time.perf_counter()
-    res = run_textbook(*args) if spec["kind"] == "textbook" else run_trainer(*args, spec["tier"], spec.get("compile", False), spec.get("amp"))
+    reuse = spec.get("reuse_memory")
+    res = run_textbook(*args, reuse_memory=bool(reuse)) if spec["kind"] == "textbook" else \
+          run_trainer(*args, spec["tier"], spec.get("compile", False), spec.get("amp"), reuse_memory=reuse is not False)
     return {**spec, **res, "device": str(device), "wall_s": time.perf_counter() - t0, "peak_mem_mb": _peak_mem_mb(device),
             "torch": torch.__version__, "threads": torch.get_num_threads()}
 
@@ -110,12 +115,14 @@ def _device_name():
     return platform.processor() or "cpu"
 
 def table(rows) -> str:
-    base = {r["model"]: r["images_per_s"] for r in rows if r["kind"] == "textbook"}
+    base = {r["model"]: r["images_per_s"] for r in rows if r["kind"] == "textbook" and not r.get("reuse_memory")}
     out = ["| model | step | batch × accum | amp | layout | images/s | × textbook | peak mem (MB) | valid PSNR (dB) |",
            "|---|---|---|---|---|---:|---:|---:|---:|"]
     for r in rows:
-        name = "textbook (eager fp32, `.item()` per step)" if r["kind"] == "textbook" else \
-               f"trainer, tier `{r['tier']}`" + (" + compile" if r.get("compile") else "") + (" + grad ckpt" if r.get("grad_checkpointing") else "")
+        name = "textbook (eager fp32, `.item()` per step)" + (", freed memory kept" if r.get("reuse_memory") else "") \
+               if r["kind"] == "textbook" else \
+               f"trainer, tier `{r['tier']}`" + (" + compile" if r.get("compile") else "") + (" + grad ckpt" if r.get("grad_checkpointing") else "") \
+               + (", freed memory not kept" if r.get("reuse_memory") is False else "")
         ratio = r["images_per_s"] / base[r["model"]] if r["model"] in base else float("nan")
         out.append(f"| {r['model']} | {name} | {r['batch']} × {r['accum']} | {r['amp']} | {r['layout']} | "
                    f"{r['images_per_s']:.0f} | {ratio:.2f} | {r['peak_mem_mb']:.0f} | {r['valid']['psnr']:.2f} |")
@@ -132,6 +139,8 @@ def main(argv=None):
     ap.add_argument("--compile", action="store_true", help="also time the trainer with torch.compile")
     ap.add_argument("--amp", default=None, help="force an amp mode for the trainer rows (default: the tier's)")
     ap.add_argument("--fp32-trainer", action="store_true", help="also run the trainer in fp32 (isolates precision)")
+    ap.add_argument("--memory-rows", action="store_true",
+                    help="also run the trainer without, and the textbook step with, freed memory kept (isolates reuse_freed_memory)")
     ap.add_argument("--device"); ap.add_argument("--threads", type=int)
     ap.add_argument("--one", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -146,6 +155,9 @@ def main(argv=None):
         specs.append(dict(kind="textbook", model=m, **common))
         for t in tiers: specs.append(dict(kind="trainer", model=m, tier=t, amp=a.amp, **common))
         if a.fp32_trainer: specs.append(dict(kind="trainer", model=m, tier=tiers[0], amp="none", **common))
+        if a.memory_rows:
+            specs.append(dict(kind="trainer", model=m, tier=tiers[0], amp=a.amp, reuse_memory=False, **common))
+            specs.append(dict(kind="textbook", model=m, reuse_memory=True, **common))
         if a.compile: specs.append(dict(kind="trainer", model=m, tier=tiers[0], amp=a.amp, compile=True, **common))
     rows = []
     for s in specs:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_training.ipynb #ea1aac37
 from __future__ import annotations
-import contextlib, dataclasses, json, math, os, time, warnings
+import contextlib, ctypes, dataclasses, json, math, os, platform, sys, time, warnings
 from dataclasses import dataclass, field, asdict
 from datetime import datetime
 from pathlib import Path
@@ -17,13 +17,14 @@ from .core import get_device, seed_everything, rng_state, set_rng_state, datacla
 from .data import to_unit
 
 # %% auto #0
-__all__ = ['TIERS', 'AMP_MODES', 'OPTIMIZERS', 'SCHEDULES', 'Tier', 'gpu_memory_gb', 'tier_for_memory', 'resolve_tier',
-           'cpu_bf16_supported', 'resolve_amp', 'TrainConfig', 'fused_ok', 'make_optimizer', 'WarmupCosine',
-           'make_scheduler', 'unwrap_model', 'Objective', 'MSEObjective', 'atomic_save', 'model_arch', 'check_arch',
-           'save_checkpoint', 'load_checkpoint', 'export_safetensors', 'load_safetensors', 'Callback', 'run_callbacks',
-           'dist_info', 'init_distributed', 'is_main_process', 'NonFiniteError', 'Trainer', 'BetaScheduleCB',
-           'CheckpointCB', 'EarlyStoppingCB', 'MetricsJSONCB', 'ProgressCB', 'TensorBoardCB', 'default_callbacks',
-           'VAEObjective', 'VQObjective', 'VQGANObjective', 'saved_activation_bytes']
+__all__ = ['TIERS', 'AMP_MODES', 'M_TRIM_THRESHOLD', 'M_MMAP_THRESHOLD', 'OPTIMIZERS', 'SCHEDULES', 'Tier', 'gpu_memory_gb',
+           'tier_for_memory', 'resolve_tier', 'cpu_bf16_supported', 'resolve_amp', 'reuse_freed_memory', 'TrainConfig',
+           'fused_ok', 'make_optimizer', 'WarmupCosine', 'make_scheduler', 'unwrap_model', 'Objective', 'MSEObjective',
+           'atomic_save', 'model_arch', 'check_arch', 'save_checkpoint', 'load_checkpoint', 'export_safetensors',
+           'load_safetensors', 'Callback', 'run_callbacks', 'dist_info', 'init_distributed', 'is_main_process',
+           'NonFiniteError', 'Trainer', 'BetaScheduleCB', 'CheckpointCB', 'EarlyStoppingCB', 'MetricsJSONCB',
+           'ProgressCB', 'TensorBoardCB', 'default_callbacks', 'VAEObjective', 'VQObjective', 'VQGANObjective',
+           'saved_activation_bytes']
 
 # %% ../nbs/12_training.ipynb #a0d41f7b
 @dataclass(frozen=True)
@@ -99,6 +100,17 @@ def resolve_amp(amp: str | bool | None, # 'bf16', 'fp16', 'none', True (best ava
         raise ValueError(f"amp='fp16' needs a CUDA GPU (it is running on {dev.type}); use amp='bf16' or 'none'")
     return amp
 
+# %% ../nbs/12_training.ipynb #cba32917
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3    # mallopt parameter numbers of glibc's <malloc.h>
+
+def reuse_freed_memory(limit: int = 2**30, # bytes: blocks up to this size are kept for reuse
+                      ) -> bool:
+    "Make glibc keep freed blocks up to `limit` bytes in the heap (no page faults to refill them); False where there is no glibc."
+    if sys.platform != "linux" or platform.libc_ver()[0] != "glibc": return False
+    try: mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError): return False
+    return bool(mallopt(M_MMAP_THRESHOLD, limit)) and bool(mallopt(M_TRIM_THRESHOLD, limit))
+
 # %% ../nbs/12_training.ipynb #30ab5ca0
 @dataclass
 class TrainConfig:
@@ -117,6 +129,7 @@ class TrainConfig:
     grad_checkpointing: bool | None = None  # recompute activations in backward (less memory, ~30% slower)
     num_workers: int | None = None    # DataLoader workers for on-disk datasets
     channels_last: bool = True        # NHWC memory layout: faster convolutions on CPU and tensor cores
+    reuse_memory: bool = True         # CPU on Linux: keep freed memory for the next step (`reuse_freed_memory`)
     compile: bool = False             # torch.compile the model (pays off on long GPU runs)
     # length
     epochs: int | None = 10           # passes over the data; None: until max_steps
@@ -420,6 +433,7 @@ def _setup(self: Trainer):
     self.device = torch.device(c.device)
     if self.device.type == "cuda" and self.world_size > 1: self.device = torch.device("cuda", dist_info()[1])
     if self.device.type == "cuda": torch.backends.cudnn.benchmark = not c.deterministic
+    if self.device.type == "cpu" and c.reuse_memory: reuse_freed_memory()
     model = self.raw_model
     _set_grad_checkpointing(model, c.grad_checkpointing)
     model.to(self.device, memory_format=torch.channels_last if c.channels_last else torch.preserve_format)
