@@ -952,12 +952,13 @@ class VQGANObjective(VQObjective):
 
 # %% ../nbs/12_training.ipynb #495445ca
 def saved_activation_bytes(model: nn.Module, x: torch.Tensor, objective: Objective | None = None) -> int:
-    "Bytes of the tensors autograd keeps for backward during one training forward of `model` on `x`."
+    "Bytes of the tensors autograd keeps for backward during one training forward of `model` on `x` (weights excluded)."
+    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
     seen, total = set(), 0
     def pack(t):
         nonlocal total
         key = (t.untyped_storage().data_ptr(), t.dtype)
-        if key not in seen: seen.add(key); total += t.untyped_storage().nbytes()
+        if key not in seen and key[0] not in weights: seen.add(key); total += t.untyped_storage().nbytes()
         return t
     model.train()
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
