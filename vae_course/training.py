@@ -705,6 +705,7 @@ def _trainer_load(self: Trainer, path) -> "Trainer":
     ck = load_checkpoint(path, self.raw_model, map_location=self.device)
     for k, o in self.optimizers.items(): o.load_state_dict(ck["optimizers"][k])
     for k, s in self.schedulers.items(): s.load_state_dict(ck["schedulers"][k])
+    _warn_if_schedule_length_changed(self, path)
     if self.scaler and ck.get("scaler"): self.scaler.load_state_dict(ck["scaler"])
     self.objective.load_state_dict(ck["objective"])
     for c in self.cbs:
@@ -715,6 +716,18 @@ def _trainer_load(self: Trainer, path) -> "Trainer":
     self.resumed_from = Path(path)
     return self
 Trainer.load = _trainer_load
+
+def _cosine_length(sched) -> int | None:
+    fns = getattr(sched, "lr_lambdas", None)
+    return getattr(fns[0], "total", None) if fns else None
+
+def _warn_if_schedule_length_changed(self: Trainer, path):
+    "A resumed cosine keeps the length it was planned with (exact resume); say so when this run is set differently."
+    saved = {_cosine_length(s) for s in self.schedulers.values()} - {None}
+    if saved and self.total_steps not in saved:
+        warnings.warn(f"resuming {path}: its learning-rate cosine was planned for {max(saved)} steps and keeps that length "
+                      f"(this run is set to {self.total_steps}); after step {max(saved)} the LR stays at its floor. To train "
+                      "longer with a fresh schedule, start a new run from the weights (load_safetensors or a checkpoint) instead.")
 
 # %% ../nbs/12_training.ipynb #5090415a
 class BetaScheduleCB(Callback):
