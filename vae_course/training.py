@@ -17,14 +17,13 @@ from .core import get_device, seed_everything, rng_state, set_rng_state, datacla
 from .data import to_unit
 
 # %% auto #0
-__all__ = ['TIERS', 'AMP_MODES', 'M_TRIM_THRESHOLD', 'M_MMAP_THRESHOLD', 'OPTIMIZERS', 'SCHEDULES', 'Tier', 'gpu_memory_gb',
-           'tier_for_memory', 'resolve_tier', 'cpu_bf16_supported', 'resolve_amp', 'reuse_freed_memory', 'TrainConfig',
-           'fused_ok', 'make_optimizer', 'WarmupCosine', 'make_scheduler', 'unwrap_model', 'Objective', 'MSEObjective',
-           'atomic_save', 'model_arch', 'check_arch', 'save_checkpoint', 'load_checkpoint', 'export_safetensors',
-           'load_safetensors', 'Callback', 'run_callbacks', 'dist_info', 'init_distributed', 'is_main_process',
-           'NonFiniteError', 'Trainer', 'BetaScheduleCB', 'CheckpointCB', 'EarlyStoppingCB', 'MetricsJSONCB',
-           'ProgressCB', 'TensorBoardCB', 'default_callbacks', 'VAEObjective', 'VQObjective', 'VQGANObjective',
-           'saved_activation_bytes']
+__all__ = ['TIERS', 'AMP_MODES', 'OPTIMIZERS', 'SCHEDULES', 'Tier', 'gpu_memory_gb', 'tier_for_memory', 'resolve_tier',
+           'cpu_bf16_supported', 'resolve_amp', 'reuse_freed_memory', 'TrainConfig', 'fused_ok', 'make_optimizer',
+           'WarmupCosine', 'make_scheduler', 'unwrap_model', 'Objective', 'MSEObjective', 'atomic_save', 'model_arch',
+           'check_arch', 'save_checkpoint', 'load_checkpoint', 'export_safetensors', 'load_safetensors', 'Callback',
+           'run_callbacks', 'dist_info', 'init_distributed', 'is_main_process', 'NonFiniteError', 'Trainer',
+           'BetaScheduleCB', 'CheckpointCB', 'EarlyStoppingCB', 'MetricsJSONCB', 'ProgressCB', 'TensorBoardCB',
+           'default_callbacks', 'VAEObjective', 'VQObjective', 'VQGANObjective', 'saved_activation_bytes']
 
 # %% ../nbs/12_training.ipynb #a0d41f7b
 @dataclass(frozen=True)
@@ -101,7 +100,7 @@ def resolve_amp(amp: str | bool | None, # 'bf16', 'fp16', 'none', True (best ava
     return amp
 
 # %% ../nbs/12_training.ipynb #cba32917
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3    # mallopt parameter numbers of glibc's <malloc.h>
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3    # mallopt parameter numbers of glibc's <malloc.h>
 
 def reuse_freed_memory(limit: int = 2**30, # bytes: blocks up to this size are kept for reuse
                       ) -> bool:
@@ -109,7 +108,7 @@ def reuse_freed_memory(limit: int = 2**30, # bytes: blocks up to this size are k
     if sys.platform != "linux" or platform.libc_ver()[0] != "glibc": return False
     try: mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError): return False
-    return bool(mallopt(M_MMAP_THRESHOLD, limit)) and bool(mallopt(M_TRIM_THRESHOLD, limit))
+    return bool(mallopt(_M_MMAP_THRESHOLD, limit)) and bool(mallopt(_M_TRIM_THRESHOLD, limit))
 
 # %% ../nbs/12_training.ipynb #30ab5ca0
 @dataclass
@@ -723,11 +722,12 @@ def _cosine_length(sched) -> int | None:
 
 def _warn_if_schedule_length_changed(self: Trainer, path):
     "A resumed cosine keeps the length it was planned with (exact resume); say so when this run is set differently."
-    saved = {_cosine_length(s) for s in self.schedulers.values()} - {None}
-    if saved and self.total_steps not in saved:
-        warnings.warn(f"resuming {path}: its learning-rate cosine was planned for {max(saved)} steps and keeps that length "
-                      f"(this run is set to {self.total_steps}); after step {max(saved)} the LR stays at its floor. To train "
-                      "longer with a fresh schedule, start a new run from the weights (load_safetensors or a checkpoint) instead.")
+    saved = max({_cosine_length(s) for s in self.schedulers.values()} - {None}, default=None)
+    if saved is None or saved == self.total_steps: return
+    floor = f"; from step {saved} on the LR stays at its floor" if (self.total_steps or 10**12) > saved else ""
+    warnings.warn(f"resuming {path}: its learning-rate cosine was planned for {saved} steps and keeps that length "
+                  f"(this run is set to {self.total_steps or 'no fixed number of'} steps{floor}). To train longer with a "
+                  "fresh schedule, start a new run from the weights (load_safetensors or a checkpoint) instead of resuming.")
 
 # %% ../nbs/12_training.ipynb #5090415a
 class BetaScheduleCB(Callback):
