@@ -36,7 +36,10 @@ def test_smoke_run_of_every_recipe(name, tmp_path):
         assert "val_kl" not in m
     else:
         assert m["val_kl"] > 0 and m["val_bits_per_dim"] > 0
-    if name == "anime_vq": assert m["train"]["last"]["valid_gan_factor"] > 0 and "valid_g_loss" in m["train"]["last"]  # VQ-GAN by now
+    if name == "anime_vq":
+        assert m["train"]["last"]["valid_gan_factor"] > 0 and "valid_g_loss" in m["train"]["last"]  # VQ-GAN by now
+        assert "prior.safetensors" in names and m["vq_samples"].startswith("autoregressive code prior")
+        assert 0 < m["val_prior_bits_per_image"] < 1.5 * m["uniform_bits_per_image"]   # a finite fit, sane scale
     if name == "pixel_art": assert "quality_net.pt" in names
 
 def test_recipe_files_match_the_library():
@@ -56,7 +59,7 @@ def test_reference_configurations():
     assert (c["preset"], c["optimizer"], c["lr"], c["kl_schedule"], c["perceptual"], c["amp"]) == ("celeba64", "adam", 1e-4, "linear", 0.1, "bf16")
     a = load_recipe("anime_vq")
     assert (a["model"], a["image_size"], a["l1"], a["lpips"], a["lr"], a["lr_schedule"]) == ("vq", 256, 1.0, 0.5, 2e-4, "cosine")
-    assert a["warmup_steps"] > 0 and a["gan_weight"] > 0 and a["gan_ramp"] > 0
+    assert a["warmup_steps"] > 0 and a["gan_weight"] > 0 and a["gan_ramp"] > 0 and a["prior_steps"] > 0
     from vae_course.vq import VQ_PRESETS
     assert VQ_PRESETS[a["preset"]].num_codes == 1024 and VQ_PRESETS[a["preset"]].quantizer == "ema"
     v = load_recipe("vanilla")

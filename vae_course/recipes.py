@@ -15,16 +15,16 @@ from torch import nn
 from .core import get_device, seed_everything, count_parameters, human_count, dataclass_from_dict, write_json
 from .data import to_unit
 from .training import (TIERS, SCHEDULES, OPTIMIZERS, TrainConfig, Trainer, Callback, VAEObjective,
-                                 VQObjective, dist_info, init_distributed, load_checkpoint)
+                                 VQObjective, dist_info, init_distributed, load_checkpoint, export_safetensors)
 
 # %% auto #0
 __all__ = ['RUN_TIERS', 'KL_SCHEDULES', 'LR_SCHEDULES', 'PARAMS', 'LOCATION', 'RECIPES', 'TEMPERATURES', 'Param',
            'resume_checkpoint', 'validate_params', 'load_recipe', 'recipe_yaml', 'write_recipe_files',
            'recipe_files_drift', 'build_model', 'ProductBeta', 'build_beta', 'quality_net', 'build_objective',
            'build_data', 'first_images', 'TimeBudgetCB', 'reconstruct', 'PSNRCurveCB', 'LossLogCB', 'PrintCB',
-           'vq_position_prior', 'temperature_grid', 'interpolation_grid', 'evaluate', 'plot_losses', 'plot_psnr_curve',
-           'plot_usage', 'write_artifacts', 'run_device', 'train_config', 'default_run_dir', 'run_folder', 'run_recipe',
-           'load_model', 'notebook_params']
+           'vq_position_prior', 'fit_code_prior', 'temperature_grid', 'interpolation_grid', 'evaluate', 'plot_losses',
+           'plot_psnr_curve', 'plot_usage', 'write_artifacts', 'run_device', 'train_config', 'default_run_dir',
+           'run_folder', 'run_recipe', 'load_model', 'notebook_params']
 
 # %% ../nbs/14_recipes.ipynb #be85d856
 @dataclass(frozen=True)
@@ -142,6 +142,8 @@ PARAMS: dict[str, Param] = dict(
     gan_start=_P(0, "int", "optimiser steps before the GAN term (and the discriminator) switch on", lo=0),
     gan_ramp=_P(0, "int", "steps of linear ramp of the GAN weight after gan_start", lo=0),
     disc_lr=_P(2e-4, "float", "discriminator learning rate", lo=1e-8, hi=1.0),
+    prior_steps=_P(0, "int", "VQ: steps fitting an autoregressive code prior (chapter 13) after training, for the samples "
+                   "(0: codes drawn from their per-position frequencies)", lo=0),
     # optimisation
     epochs=_P(None, "int", "passes over the training data", lo=1, optional=True),
     steps=_P(None, "int", "optimiser steps", lo=1, optional=True),
@@ -262,9 +264,9 @@ RECIPES: dict[str, dict] = dict(
     # anime VQ-VAE -> VQ-GAN: 256 px, K=1024 EMA codebook, L1 + LPIPS 0.5, warm-up + cosine 2e-4, GAN after 20k steps
     anime_vq=dict(name="anime_vq", model="vq", preset="anime256", image_size=256, recon_reduction="mean",
                   mse=0.0, l1=1.0, lpips=0.5, vq_weight=1.0, gan_weight=0.8, gan_start=20_000, gan_ramp=5_000,
-                  optimizer="adam", lr=2e-4, lr_schedule="cosine", warmup_steps=1000, epochs=200,
+                  optimizer="adam", lr=2e-4, lr_schedule="cosine", warmup_steps=1000, epochs=200, prior_steps=5000,
                   smoke=dict(image_size=32, channels=[16, 32, 32], blocks_per_level=1, num_codes=32, code_dim=16,
-                             gan_start=2, gan_ramp=2)),
+                             gan_start=2, gan_ramp=2, prior_steps=20)),
     # vanilla VAE: 256 px Conv-BN-LeakyReLU, tanh, per-pixel MSE + 1e-4 KL, Adam + exponential LR 0.95; DDP under torchrun
     vanilla=dict(name="vanilla", preset="vanilla", image_size=256, recon_reduction="mean", kl_weight=1e-4,
                  optimizer="adam", lr=5e-3, lr_schedule="exponential", lr_gamma=0.95, epochs=100,
@@ -497,15 +499,27 @@ def vq_position_prior(model, x: torch.Tensor, batch_size: int = 128) -> torch.Te
     idx = torch.cat([model.encode_indices(b) for b in x.split(batch_size)])              # (N, r, r)
     return torch.nn.functional.one_hot(idx, model.cfg.num_codes).sum(0).float()           # (r, r, K)
 
+def fit_code_prior(model, train_x: torch.Tensor, steps: int, seed: int = 0):
+    "A `CodePrior` (chapter 13) fitted for `steps` on the code grids of `train_x` under the VQ `model`: (prior, losses)."
+    from vae_course.prior import CodePrior, PriorConfig, encode_codes, fit_prior
+    codes = encode_codes(model, train_x)                                                   # (N, r, r)
+    torch.manual_seed(seed)
+    cfg = PriorConfig(num_codes=model.cfg.num_codes, grid=codes.shape[-1], d_model=128, n_layers=4, n_heads=4)
+    prior = CodePrior(cfg).to(next(model.parameters()).device)
+    return prior, fit_prior(prior, codes, steps=steps, generator=torch.Generator().manual_seed(seed))
+
 @torch.no_grad()
-def temperature_grid(model, n: int = 8, temperatures=TEMPERATURES, seed: int = 0, counts: torch.Tensor | None = None) -> torch.Tensor:
-    "`n` samples per temperature, `(len(temperatures) * n, C, H, W)`; VQ models need `counts` from `vq_position_prior`."
+def temperature_grid(model, n: int = 8, temperatures=TEMPERATURES, seed: int = 0, counts: torch.Tensor | None = None,
+                     prior=None) -> torch.Tensor:
+    "`n` samples per temperature, `(len(temperatures) * n, C, H, W)`; VQ models need a fitted `prior` or `counts` from `vq_position_prior`."
     g = torch.Generator().manual_seed(seed)
     dev = next(model.parameters()).device
     if hasattr(model, "sample"):                                                           # a VAE: z = τ ε, same ε per row
         eps = torch.randn(n, model.cfg.latent_dim, generator=g).to(dev)
         return torch.cat([model.decode(eps * t).float() for t in temperatures])
-    if counts is None: raise ValueError("a VQ model samples from code frequencies: pass counts=vq_position_prior(model, train_images)")
+    if prior is not None:                                                                  # code grids from the learned prior
+        return torch.cat([model.decode_indices(prior.sample(n, temperature=t, generator=g).to(dev)).float() for t in temperatures])
+    if counts is None: raise ValueError("a VQ model samples from a code prior: pass prior=fit_code_prior(...)[0] or counts=vq_position_prior(model, train_images)")
     logp = torch.log(counts + 0.5) - torch.log(counts + 0.5).logsumexp(-1, keepdim=True)   # (r, r, K)
     gumbel = -torch.log(-torch.log(torch.rand(n, *logp.shape, generator=g).clamp(1e-9, 1 - 1e-9)))  # (n, r, r, K)
     return torch.cat([model.decode_indices((logp.cpu() / t + gumbel).argmax(-1).to(dev)).float() for t in temperatures])
@@ -607,6 +621,13 @@ def plot_usage(model, path):
     fig, ax = plt.subplots(figsize=(5, 2)); plot_codebook_usage(model.quantizer, ax=ax); _save_fig(fig, path)
 
 # %% ../nbs/14_recipes.ipynb #6fab7f9b
+def _prior_metrics(prior, model, x) -> dict:
+    "Bits per image the fitted prior needs for the validation codes, next to a uniform prior's."
+    from vae_course.prior import encode_codes
+    codes = encode_codes(model, x)                                                         # (N, r, r)
+    return dict(val_prior_bits_per_image=prior.bits_per_image(codes.to(prior.pos.device)).mean().item(),
+                uniform_bits_per_image=codes[0].numel() * math.log2(model.cfg.num_codes))
+
 def write_artifacts(trainer: Trainer, p: dict, valid_x: torch.Tensor, train_x: torch.Tensor, run_dir,
                     psnr_curve=(), loss_rows=()) -> dict:
     "Metrics, pictures and metrics.json of a finished run into `run_dir`; returns the metrics."
@@ -618,8 +639,15 @@ def write_artifacts(trainer: Trainer, p: dict, valid_x: torch.Tensor, train_x: t
     m = evaluate(model, x, tx, p["pretrained"])
     n = min(8, len(x))
     save_grid(torch.cat([x[:n], reconstruct(model, x[:n])]), run_dir / "recon.png", nrow=n, value_range=vr)
-    counts = None if hasattr(model, "sample") else vq_position_prior(model, tx)
-    save_grid(temperature_grid(model, 8, TEMPERATURES, p["seed"], counts), run_dir / "samples_temperature.png", nrow=8, value_range=vr)
+    prior = counts = None
+    if not hasattr(model, "sample"):                                                       # a VQ model: which prior samples
+        if p["prior_steps"]:
+            prior, _ = fit_code_prior(model, tx, p["prior_steps"], p["seed"])
+            export_safetensors(prior, run_dir / "prior.safetensors")
+            m.update(_prior_metrics(prior, model, x), prior_steps=p["prior_steps"])
+        else: counts = vq_position_prior(model, tx)
+        m["vq_samples"] = "autoregressive code prior (prior.safetensors)" if prior is not None else "per-position code frequencies"
+    save_grid(temperature_grid(model, 8, TEMPERATURES, p["seed"], counts, prior), run_dir / "samples_temperature.png", nrow=8, value_range=vr)
     if len(x) >= 2: save_grid(interpolation_grid(model, x, pairs=min(3, len(x) // 2)), run_dir / "interpolation.png", nrow=8, value_range=vr)
     if not hasattr(model, "sample"): plot_usage(model, run_dir / "codebook_usage.png")
     plot_losses(list(loss_rows), trainer.history, run_dir / "loss_components.png")
