@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_training.ipynb #ea1aac37
 from __future__ import annotations
-import contextlib, ctypes, dataclasses, json, math, os, platform, sys, time, warnings
+import contextlib, ctypes, dataclasses, json, math, os, platform, shutil, sys, time, warnings
 from dataclasses import dataclass, field, asdict
 from datetime import datetime
 from pathlib import Path
@@ -19,9 +19,9 @@ from .data import to_unit
 # %% auto #0
 __all__ = ['TIERS', 'AMP_MODES', 'OPTIMIZERS', 'SCHEDULES', 'Tier', 'gpu_memory_gb', 'tier_for_memory', 'resolve_tier',
            'cpu_bf16_supported', 'resolve_amp', 'reuse_freed_memory', 'TrainConfig', 'fused_ok', 'make_optimizer',
-           'WarmupCosine', 'make_scheduler', 'unwrap_model', 'Objective', 'MSEObjective', 'atomic_save', 'model_arch',
-           'check_arch', 'save_checkpoint', 'load_checkpoint', 'export_safetensors', 'load_safetensors', 'Callback',
-           'run_callbacks', 'dist_info', 'init_distributed', 'is_main_process', 'NonFiniteError', 'Trainer',
+           'WarmupCosine', 'make_scheduler', 'unwrap_model', 'Objective', 'MSEObjective', 'atomic_save', 'atomic_copy',
+           'model_arch', 'check_arch', 'save_checkpoint', 'load_checkpoint', 'export_safetensors', 'load_safetensors',
+           'Callback', 'run_callbacks', 'dist_info', 'init_distributed', 'is_main_process', 'NonFiniteError', 'Trainer',
            'BetaScheduleCB', 'CheckpointCB', 'EarlyStoppingCB', 'MetricsJSONCB', 'ProgressCB', 'TensorBoardCB',
            'default_callbacks', 'VAEObjective', 'VQObjective', 'VQGANObjective', 'saved_activation_bytes']
 
@@ -270,6 +270,19 @@ def atomic_save(obj, path) -> Path:
     finally:
         if tmp.exists(): tmp.unlink()
     return path
+
+def atomic_copy(src, dst) -> Path:
+    "Make `dst` the same file as the finished `src` (a hard link where the filesystem allows one), atomically."
+    src, dst = Path(src), Path(dst)
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    try:
+        if tmp.exists(): tmp.unlink()
+        try: os.link(src, tmp)                    # no bytes written; a later save of either name replaces only that name
+        except OSError: shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    finally:
+        if tmp.exists(): tmp.unlink()
+    return dst
 
 def _rng_to_plain(s: dict) -> dict:
     "`core.rng_state()` with NumPy's array turned into a tensor, so `weights_only` loading accepts it."
@@ -758,15 +771,20 @@ class CheckpointCB(Callback):
         self.every_steps, self.every_epochs, self.mode, self.export, self.best = every_steps, every_epochs, mode, export, None
     def after_step(self, t):
         if self.every_steps and t.step % self.every_steps == 0: t.save(t.run_dir / "last.ckpt")
-    def _best(self, t):
+    def _best(self, t) -> Path | None:
+        "Save `best.ckpt` if the monitored metric improved; its path, or None."
         v = t.monitor_value()
-        if _improved(v, self.best, self.mode): self.best = v; t.save(t.run_dir / "best.ckpt")
+        if _improved(v, self.best, self.mode): self.best = v; return t.save(t.run_dir / "best.ckpt")
+    def _last(self, t, same_as: Path | None):
+        "Save `last.ckpt`; when `best.ckpt` was just written from the same state, link to it instead of writing again."
+        if same_as is not None: atomic_copy(same_as, t.run_dir / "last.ckpt")
+        else: t.save(t.run_dir / "last.ckpt")
     def after_epoch(self, t):
-        self._best(t)
-        if self.every_epochs and t.epoch % self.every_epochs == 0: t.save(t.run_dir / "last.ckpt")
+        best = self._best(t)
+        if self.every_epochs and t.epoch % self.every_epochs == 0: self._last(t, best)
     def after_fit(self, t):
-        if t.batch_in_epoch: self._best(t)            # stopped mid-epoch: its final validation counts too
-        t.save(t.run_dir / "last.ckpt")
+        best = self._best(t) if t.batch_in_epoch else None   # stopped mid-epoch: its final validation counts too
+        self._last(t, best)
         if self.export: export_safetensors(t.raw_model, t.run_dir / "model.safetensors")
     def state_dict(self): return dict(best=self.best)
     def load_state_dict(self, sd): self.best = sd["best"]
