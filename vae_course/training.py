@@ -341,8 +341,12 @@ def export_safetensors(model: nn.Module, path) -> Path:
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in m.state_dict().items()}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     save_file(tensors, str(tmp), metadata={"arch": json.dumps(model_arch(m), default=str)})
+    os.chmod(tmp, 0o666 & ~_umask())             # safetensors creates 0600 files; give it the usual permissions
     os.replace(tmp, path)
     return path
+
+def _umask() -> int:
+    m = os.umask(0); os.umask(m); return m
 
 def load_safetensors(model: nn.Module, path, device="cpu") -> nn.Module:
     "Load weights from `export_safetensors` into `model`, checking the architecture first."
