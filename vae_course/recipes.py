@@ -14,6 +14,7 @@ import torch.distributed as dist
 from torch import nn
 from .core import get_device, seed_everything, count_parameters, human_count, dataclass_from_dict, write_json
 from .data import to_unit
+from .prior import CodePrior, PriorConfig, encode_codes, fit_prior
 from .training import (TIERS, SCHEDULES, OPTIMIZERS, TrainConfig, Trainer, Callback, VAEObjective,
                                  VQObjective, dist_info, init_distributed, load_checkpoint, export_safetensors)
 
@@ -22,9 +23,9 @@ __all__ = ['RUN_TIERS', 'KL_SCHEDULES', 'LR_SCHEDULES', 'PARAMS', 'LOCATION', 'R
            'resume_checkpoint', 'validate_params', 'load_recipe', 'recipe_yaml', 'write_recipe_files',
            'recipe_files_drift', 'build_model', 'ProductBeta', 'build_beta', 'quality_net', 'build_objective',
            'build_data', 'first_images', 'TimeBudgetCB', 'reconstruct', 'PSNRCurveCB', 'LossLogCB', 'PrintCB',
-           'vq_position_prior', 'fit_code_prior', 'temperature_grid', 'interpolation_grid', 'evaluate', 'plot_losses',
-           'plot_psnr_curve', 'plot_usage', 'write_artifacts', 'run_device', 'train_config', 'default_run_dir',
-           'run_folder', 'run_recipe', 'load_model', 'notebook_params']
+           'vq_position_prior', 'dataset_codes', 'fit_code_prior', 'temperature_grid', 'interpolation_grid', 'evaluate',
+           'plot_losses', 'plot_psnr_curve', 'plot_usage', 'write_artifacts', 'run_device', 'train_config',
+           'default_run_dir', 'run_folder', 'run_recipe', 'load_model', 'notebook_params']
 
 # %% ../nbs/14_recipes.ipynb #be85d856
 @dataclass(frozen=True)
@@ -499,10 +500,14 @@ def vq_position_prior(model, x: torch.Tensor, batch_size: int = 128) -> torch.Te
     idx = torch.cat([model.encode_indices(b) for b in x.split(batch_size)])              # (N, r, r)
     return torch.nn.functional.one_hot(idx, model.cfg.num_codes).sum(0).float()           # (r, r, K)
 
-def fit_code_prior(model, train_x: torch.Tensor, steps: int, seed: int = 0):
-    "A `CodePrior` (chapter 13) fitted for `steps` on the code grids of `train_x` under the VQ `model`: (prior, losses)."
-    from vae_course.prior import CodePrior, PriorConfig, encode_codes, fit_prior
-    codes = encode_codes(model, train_x)                                                   # (N, r, r)
+def dataset_codes(model, ds, limit: int = 50_000, batch_size: int = 256) -> torch.Tensor:
+    "Code grids `(N, r, r)` of the first `limit` images of `ds` under a VQ `model`, read and encoded a batch at a time."
+    n = min(limit, len(ds))
+    return torch.cat([encode_codes(model, torch.stack([ds[j] for j in range(i, min(i + batch_size, n))]))
+                      for i in range(0, n, batch_size)])
+
+def fit_code_prior(model, codes: torch.Tensor, steps: int, seed: int = 0):
+    "A `CodePrior` (chapter 13) for the VQ `model`, fitted for `steps` on training code grids `(N, r, r)`: (prior, losses)."
     torch.manual_seed(seed)
     cfg = PriorConfig(num_codes=model.cfg.num_codes, grid=codes.shape[-1], d_model=128, n_layers=4, n_heads=4)
     prior = CodePrior(cfg).to(next(model.parameters()).device)
@@ -623,14 +628,14 @@ def plot_usage(model, path):
 # %% ../nbs/14_recipes.ipynb #6fab7f9b
 def _prior_metrics(prior, model, x) -> dict:
     "Bits per image the fitted prior needs for the validation codes, next to a uniform prior's."
-    from vae_course.prior import encode_codes
     codes = encode_codes(model, x)                                                         # (N, r, r)
-    return dict(val_prior_bits_per_image=prior.bits_per_image(codes.to(prior.pos.device)).mean().item(),
+    bits = torch.cat([prior.bits_per_image(c.to(prior.pos.device)) for c in codes.split(64)])
+    return dict(val_prior_bits_per_image=bits.mean().item(),
                 uniform_bits_per_image=codes[0].numel() * math.log2(model.cfg.num_codes))
 
 def write_artifacts(trainer: Trainer, p: dict, valid_x: torch.Tensor, train_x: torch.Tensor, run_dir,
-                    psnr_curve=(), loss_rows=()) -> dict:
-    "Metrics, pictures and metrics.json of a finished run into `run_dir`; returns the metrics."
+                    psnr_curve=(), loss_rows=(), train_ds=None) -> dict:
+    "Metrics, pictures and metrics.json of a finished run into `run_dir`; returns the metrics (a VQ prior learns from `train_ds`)."
     from vae_course.data import save_grid
     run_dir = Path(run_dir); model = trainer.raw_model.eval()
     dev = next(model.parameters()).device
@@ -642,7 +647,8 @@ def write_artifacts(trainer: Trainer, p: dict, valid_x: torch.Tensor, train_x: t
     prior = counts = None
     if not hasattr(model, "sample"):                                                       # a VQ model: which prior samples
         if p["prior_steps"]:
-            prior, _ = fit_code_prior(model, tx, p["prior_steps"], p["seed"])
+            codes = dataset_codes(model, train_ds) if train_ds is not None else encode_codes(model, tx)
+            prior, _ = fit_code_prior(model, codes, p["prior_steps"], p["seed"])
             export_safetensors(prior, run_dir / "prior.safetensors")
             m.update(_prior_metrics(prior, model, x), prior_steps=p["prior_steps"])
         else: counts = vq_position_prior(model, tx)
@@ -732,7 +738,7 @@ def _train_and_report(p: dict, callbacks, log) -> Path:
     if ckpt is not None: log(f"resuming from {ckpt}")
     trainer.fit(resume=ckpt)
     if not trainer.main: return run_dir
-    m = write_artifacts(trainer, p, valid_x, train_x, run_dir, curve.curve, losses.rows)
+    m = write_artifacts(trainer, p, valid_x, train_x, run_dir, curve.curve, losses.rows, train_ds)
     log(f"done in {trainer.step} steps: " + ", ".join(f"{k} {v:.4g}" for k, v in m.items() if isinstance(v, float)))
     return run_dir
 
