@@ -497,7 +497,7 @@ TEMPERATURES = (0.5, 1.0, 1.5)
 @torch.no_grad()
 def vq_position_prior(model, x: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
     "Per-position code counts of `x` under a VQ model: `(r, r, K)`."
-    idx = torch.cat([model.encode_indices(b) for b in x.split(batch_size)])              # (N, r, r)
+    idx = encode_codes(model, x, batch_size)                                              # (N, r, r)
     return torch.nn.functional.one_hot(idx, model.cfg.num_codes).sum(0).float()           # (r, r, K)
 
 def dataset_codes(model, ds, limit: int = 50_000, batch_size: int = 256) -> torch.Tensor:
@@ -581,7 +581,7 @@ def evaluate(model, x: torch.Tensor, train_x: torch.Tensor | None = None, pretra
         out["bpd_note"] = "negative ELBO in bits/dim, Gaussian decoder with variance fitted on training images, dequantised"
     else:                                                                                   # a VQ model
         from vae_course.vq import perplexity
-        counts = torch.bincount(torch.cat([model.encode_indices(b) for b in x.split(128)]).flatten(), minlength=model.cfg.num_codes)
+        counts = torch.bincount(encode_codes(model, x, 128).flatten(), minlength=model.cfg.num_codes)
         out.update(val_codes_used=int((counts > 0).sum()), val_perplexity=perplexity(counts).item(), num_codes=model.cfg.num_codes)
     return out
 
