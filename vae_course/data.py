@@ -199,8 +199,16 @@ def save_grid(x: torch.Tensor, path, nrow: int = 8, value_range=(0, 1)) -> Path:
 # %% ../nbs/01_data.ipynb #408a1703
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
+def _wide_grey_to_8bit(im: Image.Image) -> Image.Image:
+    "16-bit ('I;16') and 32-bit integer ('I') greyscale scaled to 8 bits: Pillow's own convert clips all above 255 to white."
+    a = np.asarray(im).astype(np.float64)
+    if im.mode == "F": a = a * 255 if a.max() <= 1.0 else a          # float images: [0, 1] or already [0, 255]
+    else: a = a / 257                                                 # 0..65535 -> 0..255 (the 16-bit range)
+    return Image.fromarray(np.clip(a.round(), 0, 255).astype(np.uint8), "L")
+
 def to_rgb(im: Image.Image) -> Image.Image:
-    "Any PIL image (L, P, RGBA, LA, ...) -> RGB, with transparency composited on white."
+    "Any PIL image (L, P, RGBA, LA, 16-bit greyscale, ...) -> RGB, with transparency composited on white."
+    if im.mode.startswith("I") or im.mode == "F": im = _wide_grey_to_8bit(im)
     if im.mode == "P" and "transparency" in im.info: im = im.convert("RGBA")
     if im.mode in ("RGBA", "LA", "PA"):
         im = im.convert("RGBA")
@@ -234,15 +242,29 @@ def scan_images(root) -> list[Path]:
     if not files: raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_EXTS))}) found under {str(root)!r}")
     return files
 
-def _readable(path) -> bool:
+def _problem(path) -> str | None:
+    "Why the image file at `path` cannot be used ('corrupt' or 'too large'), or None when its header and structure are fine."
     try:
         with Image.open(path) as im: im.verify()  # checks the header and structure without decoding everything
-        return True
-    except Exception: return False
+        return None
+    except Image.DecompressionBombError: return "too large"
+    except Exception: return "corrupt"
 
-def _warn_skipped(bad: list, root) -> None:
-    if bad: warnings.warn(f"skipped {len(bad)} unreadable or corrupt file(s) under {str(root)!r}, e.g. "
-                          f"{', '.join(str(Path(b).name) for b in bad[:3])}", stacklevel=3)
+_BOMB_HELP = ("over Pillow's decompression-bomb limit of {n:,} pixels; if you trust the files, raise it before loading: "
+              "`PIL.Image.MAX_IMAGE_PIXELS = None` (or a larger number)")
+
+def _why(problems: dict, root) -> str:
+    "The skipped files grouped by reason, with a few names each: 'corrupt: a.png, b.png; too large (...): big.png'."
+    out = []
+    for reason in ("corrupt", "too large"):
+        names = [str(Path(f).relative_to(root)) if Path(f).is_relative_to(root) else str(f) for f, r in problems.items() if r == reason]
+        if not names: continue
+        label = "unreadable or corrupt" if reason == "corrupt" else _BOMB_HELP.format(n=2 * Image.MAX_IMAGE_PIXELS)
+        out.append(f"{len(names)} {label}: {', '.join(names[:3])}{', ...' if len(names) > 3 else ''}")
+    return "; ".join(out)
+
+def _warn_skipped(problems: dict, root) -> None:
+    if problems: warnings.warn(f"skipped {len(problems)} file(s) under {str(root)!r}: {_why(problems, root)}", stacklevel=3)
 
 # %% ../nbs/01_data.ipynb #9598786e
 class ImageFolder(Dataset):
@@ -262,15 +284,27 @@ class ImageFolder(Dataset):
         files = scan_images(self.root)
         rel = [str(f.relative_to(self.root)) for f in files]
         idx = split_names(rel, split, valid_pct)
+        if not idx:
+            raise FileNotFoundError(f"the {split!r} split of {str(self.root)!r} is empty: its {len(files)} image file(s) all fell in the other "
+                                    f"split (about {valid_pct:.0%} of the files, chosen by a hash of their paths, are for validation); "
+                                    "add more images (a few dozen at least) or use split='all'")
         files = [files[i] for i in idx]
-        bad = [f for f in files if not _readable(f)]
-        self.files = [f for f in files if f not in set(bad)]
-        self.skipped = list(bad)
-        if not self.files: raise FileNotFoundError(f"no readable images in split {split!r} under {str(self.root)!r}")
+        self.problems = {f: why for f in files if (why := _problem(f))}
+        self.files = [f for f in files if f not in self.problems]
+        self._check_some_left(len(files))
         self.names = [str(f.relative_to(self.root)) for f in self.files]
         self.images = None
         if in_memory or (in_memory is None and len(self.files) <= 20_000): self._load_all()
-        _warn_skipped(self.skipped, self.root)
+        self._check_some_left(len(files))
+        _warn_skipped(self.problems, self.root)
+
+    @property
+    def skipped(self) -> list: return list(self.problems)
+
+    def _check_some_left(self, n: int):
+        if not self.files:
+            raise FileNotFoundError(f"none of the {n} image file(s) in this split of {str(self.root)!r} could be read: "
+                                    f"{_why(self.problems, self.root)}")
 
     def _load_all(self):
         arrays, keep = [], []
@@ -278,12 +312,13 @@ class ImageFolder(Dataset):
             a = self._decode(f)
             if a is not None: arrays.append(a); keep.append(f)
         self.files, self.names = keep, [str(f.relative_to(self.root)) for f in keep]
-        self.images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()  # (N, C, H, W)
+        if arrays: self.images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()  # (N, C, H, W)
 
     def _decode(self, f):
         try: return load_image(f, self.size, self.resize, self.fit)
+        except Image.DecompressionBombError: self.problems[f] = "too large"
         except (OSError, UnidentifiedImageError, ValueError, SyntaxError):  # truncated or corrupt pixel data
-            self.skipped.append(f); return None
+            self.problems[f] = "corrupt"
 
     def __len__(self): return len(self.files)
 
