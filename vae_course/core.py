@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #8c3c1a98
 from __future__ import annotations
-import json, os, random, math
+import contextlib, itertools, json, os, random, math, secrets, socket, time
 from pathlib import Path
 import numpy as np
 import torch
@@ -12,7 +12,8 @@ from torch import nn
 
 # %% auto #0
 __all__ = ['get_device', 'seed_everything', 'rng_state', 'set_rng_state', 'count_parameters', 'human_count',
-           'dataclass_from_dict', 'to_numpy_image', 'write_json']
+           'dataclass_from_dict', 'to_numpy_image', 'temp_path', 'write_json', 'new_run_dir', 'RunLockedError',
+           'run_lock', 'remove_stale_temps']
 
 # %% ../nbs/00_core.ipynb #b1c06110
 def _mps_available() -> bool:
@@ -93,8 +94,76 @@ def to_numpy_image(x: torch.Tensor) -> np.ndarray:
     return x.movedim(-3, -1).numpy()
 
 # %% ../nbs/00_core.ipynb #6955b70f
+def temp_path(path) -> Path:
+    "A unique temporary name next to `path`, `.<name>.<pid>.<random>.tmp`: concurrent writers never share one."
+    path = Path(path)
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
 def write_json(obj, path) -> Path:
     "Atomically write `obj` as JSON to `path` (a temporary file, then a rename); non-JSON values become strings."
-    path = Path(path); tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=str)); os.replace(tmp, path)
+    path = Path(path); tmp = temp_path(path)
+    try:
+        tmp.write_text(json.dumps(obj, indent=1, default=str)); os.replace(tmp, path)
+    finally:
+        if tmp.exists(): tmp.unlink()
     return path
+
+# %% ../nbs/00_core.ipynb #bd4e0be1
+def new_run_dir(base) -> Path:
+    "Create and return the folder `base`, or `base_2`, `base_3`, ... when taken: two runs never share a new folder."
+    base = Path(base); base.parent.mkdir(parents=True, exist_ok=True)
+    for i in itertools.count(1):
+        d = base if i == 1 else base.with_name(f"{base.name}_{i}")
+        try: d.mkdir(); return d
+        except FileExistsError: continue
+
+# %% ../nbs/00_core.ipynb #d09d48be
+class RunLockedError(RuntimeError):
+    "Another process is writing this run folder."
+
+_HELD: dict[str, list] = {}          # folder -> [open lock file, depth]: re-entrant within one process
+
+def _try_lock(f) -> bool:
+    import fcntl
+    try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB); return True
+    except BlockingIOError: return False
+
+def _acquire(folder: Path):
+    "Open and lock `folder/.lock`; retry when a finishing run removed the file between our open and our lock."
+    path = folder / ".lock"
+    while True:
+        f = open(path, "a+")
+        if not _try_lock(f):
+            f.seek(0); holder = f.read().strip() or "another process"; f.close()
+            raise RunLockedError(f"run folder {str(folder)!r} is in use by {holder}; wait for that run to end, "
+                                 "or give this run another folder (--out / out_dir)")
+        try:
+            if os.stat(path).st_ino == os.fstat(f.fileno()).st_ino: break      # still the file at that name
+        except FileNotFoundError: pass
+        f.close()
+    f.truncate(0); f.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n"); f.flush()
+    return f
+
+@contextlib.contextmanager
+def run_lock(folder):
+    "Hold an exclusive lock on the run folder `folder` (created if missing) while the block runs; `RunLockedError` if another process holds it."
+    folder = Path(folder).resolve(); folder.mkdir(parents=True, exist_ok=True)
+    key = str(folder)
+    try: import fcntl  # noqa: F401  (POSIX; elsewhere runs are not locked)
+    except ImportError: yield folder; return
+    if key not in _HELD: _HELD[key] = [_acquire(folder), 0]
+    _HELD[key][1] += 1
+    try: yield folder
+    finally:
+        _HELD[key][1] -= 1
+        if _HELD[key][1] == 0:
+            f = _HELD.pop(key)[0]
+            with contextlib.suppress(FileNotFoundError): os.unlink(folder / ".lock")
+            f.close()                                                           # closing releases the lock
+
+# %% ../nbs/00_core.ipynb #3af1d960
+def remove_stale_temps(folder) -> list[Path]:
+    "Delete the temporary files (`.*.tmp`) that killed saves left in `folder`; call it only while holding `run_lock(folder)`."
+    gone = [p for p in Path(folder).glob(".*.tmp") if p.is_file()]
+    for p in gone: p.unlink(missing_ok=True)
+    return gone

@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_training.ipynb #ea1aac37
 from __future__ import annotations
-import contextlib, ctypes, dataclasses, json, math, os, platform, shutil, sys, time, warnings
+import contextlib, ctypes, dataclasses, errno, json, math, os, platform, shutil, signal, sys, threading, time, warnings
 from dataclasses import dataclass, field, asdict
 from datetime import datetime
 from pathlib import Path
@@ -13,17 +13,19 @@ import numpy as np
 import torch
 from torch import nn
 import torch.distributed as dist
-from .core import get_device, seed_everything, rng_state, set_rng_state, dataclass_from_dict, write_json
+from .core import (get_device, seed_everything, rng_state, set_rng_state, dataclass_from_dict, write_json,
+                             temp_path, new_run_dir, run_lock, remove_stale_temps)
 from .data import to_unit
 
 # %% auto #0
 __all__ = ['TIERS', 'AMP_MODES', 'OPTIMIZERS', 'SCHEDULES', 'Tier', 'gpu_memory_gb', 'tier_for_memory', 'resolve_tier',
            'cpu_bf16_supported', 'resolve_amp', 'reuse_freed_memory', 'TrainConfig', 'fused_ok', 'make_optimizer',
-           'WarmupCosine', 'make_scheduler', 'unwrap_model', 'Objective', 'MSEObjective', 'atomic_save', 'atomic_copy',
-           'model_arch', 'check_arch', 'save_checkpoint', 'load_checkpoint', 'export_safetensors', 'load_safetensors',
-           'Callback', 'run_callbacks', 'dist_info', 'init_distributed', 'is_main_process', 'NonFiniteError', 'Trainer',
-           'BetaScheduleCB', 'CheckpointCB', 'EarlyStoppingCB', 'MetricsJSONCB', 'ProgressCB', 'TensorBoardCB',
-           'default_callbacks', 'VAEObjective', 'VQObjective', 'VQGANObjective', 'saved_activation_bytes']
+           'WarmupCosine', 'make_scheduler', 'unwrap_model', 'Objective', 'MSEObjective', 'DiskFullError',
+           'atomic_save', 'atomic_copy', 'model_arch', 'check_arch', 'save_checkpoint', 'load_checkpoint',
+           'export_safetensors', 'load_safetensors', 'Callback', 'run_callbacks', 'dist_info', 'init_distributed',
+           'is_main_process', 'NonFiniteError', 'RunInterrupted', 'Trainer', 'BetaScheduleCB', 'CheckpointCB',
+           'EarlyStoppingCB', 'MetricsJSONCB', 'ProgressCB', 'TensorBoardCB', 'default_callbacks', 'VAEObjective',
+           'VQObjective', 'VQGANObjective', 'saved_activation_bytes']
 
 # %% ../nbs/12_training.ipynb #a0d41f7b
 @dataclass(frozen=True)
@@ -258,15 +260,32 @@ class MSEObjective(Objective):
         return dict(loss=mse, mse=mse)
 
 # %% ../nbs/12_training.ipynb #98dad3c8
+class DiskFullError(OSError):
+    "A checkpoint could not be written because the disk is full; the previous file of that name is intact."
+
+def _disk_full(e: BaseException) -> bool:
+    "Whether `e` is how torch or the OS says 'no space left' (torch: 'unexpected pos' / 'file write failed')."
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT): return True
+    return isinstance(e, RuntimeError) and any(s in str(e) for s in ("unexpected pos", "file write failed", "No space left"))
+
+def _disk_full_error(path: Path) -> DiskFullError:
+    free = shutil.disk_usage(path.parent).free / 2**20
+    kept = f"the previous {path.name} is intact" if path.exists() else f"no {path.name} was written"
+    return DiskFullError(errno.ENOSPC, f"the disk is full ({free:.0f} MB free): could not write {path}; {kept}. "
+                         "Free some space, then resume the run from its folder")
+
 def atomic_save(obj, path) -> Path:
     "`torch.save(obj, path)` through a temporary file and `os.replace`, so `path` is never half-written."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temp_path(path)
     try:
         with open(tmp, "wb") as f:
             torch.save(obj, f)
             f.flush(); os.fsync(f.fileno())
         os.replace(tmp, path)                     # atomic on POSIX and Windows
+    except (OSError, RuntimeError) as e:
+        if _disk_full(e): raise _disk_full_error(path) from None
+        raise
     finally:
         if tmp.exists(): tmp.unlink()
     return path
@@ -274,9 +293,8 @@ def atomic_save(obj, path) -> Path:
 def atomic_copy(src, dst) -> Path:
     "Make `dst` the same file as the finished `src` (a hard link where the filesystem allows one), atomically."
     src, dst = Path(src), Path(dst)
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    tmp = temp_path(dst)
     try:
-        if tmp.exists(): tmp.unlink()
         try: os.link(src, tmp)                    # no bytes written; a later save of either name replaces only that name
         except OSError: shutil.copyfile(src, tmp)
         os.replace(tmp, dst)
@@ -339,10 +357,16 @@ def export_safetensors(model: nn.Module, path) -> Path:
     m = unwrap_model(model)
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in m.state_dict().items()}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file(tensors, str(tmp), metadata={"arch": json.dumps(model_arch(m), default=str)})
-    os.chmod(tmp, 0o666 & ~_umask())             # safetensors creates 0600 files; give it the usual permissions
-    os.replace(tmp, path)
+    tmp = temp_path(path)
+    try:
+        save_file(tensors, str(tmp), metadata={"arch": json.dumps(model_arch(m), default=str)})
+        os.chmod(tmp, 0o666 & ~_umask())         # safetensors creates 0600 files; give it the usual permissions
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:
+        if _disk_full(e) or "No space" in str(e): raise _disk_full_error(path) from None
+        raise
+    finally:
+        if tmp.exists(): tmp.unlink()
     return path
 
 def _umask() -> int:
@@ -402,6 +426,11 @@ def _allreduce_grads(params):
 class NonFiniteError(RuntimeError):
     "Training produced a non-finite loss or gradient and was stopped; the last good checkpoint is untouched."
 
+class RunInterrupted(KeyboardInterrupt):
+    "SIGINT (Ctrl-C) or SIGTERM stopped training after the run was saved to `path` (its `last.ckpt`)."
+    def __init__(self, msg: str, path=None, signum: int = signal.SIGINT):
+        super().__init__(msg); self.path, self.signum = path, signum
+
 class Trainer:
     "Trains `model` on `train_dl` with `objective`; see `TrainConfig` for every option."
     def __init__(self, model: nn.Module,          # the model; objectives call it on a batch
@@ -419,6 +448,7 @@ class Trainer:
         self.n_skipped, self._skips_in_row, self.should_stop = 0, 0, False
         self.logs, self.epoch_logs, self.history = {}, {}, []
         self.epoch_rng, self.run_dir, self._setup_done = None, None, False
+        self._interrupt, self._seconds_before, self._kept_buffers, self.resumed_from = None, 0.0, {}, None
 
     @property
     def raw_model(self) -> nn.Module: return unwrap_model(self.model)
@@ -523,7 +553,9 @@ def _optimizer_step(self: Trainer):
         if self.scaler: self.scaler.unscale_(opt)
         ps = [p for p in self.param_groups[k] if p.grad is not None]
         if ps: norms.append(torch.nn.utils.clip_grad_norm_(ps, c.grad_clip if c.grad_clip > 0 else float("inf")))
-    if not self.scaler and norms and not bool(torch.stack(norms).isfinite().all()):   # the one host sync per step
+    checks = [torch.stack(norms).isfinite().all()] if norms and not self.scaler else []
+    checks += [b.isfinite().all() for b in self._float_buffers()]
+    if checks and not bool(torch.stack(checks).all()):                 # the one host sync per step
         for opt in self.optimizers.values(): opt.zero_grad(set_to_none=True)
         return self._nonfinite()
     for opt in self.optimizers.values(): (self.scaler.step(opt) if self.scaler else opt.step())
@@ -546,7 +578,29 @@ def _nonfinite(self: Trainer):
                              "checkpoint was kept. Try a lower lr, grad_clip=1.0, amp='none', or check the data.")
     warnings.warn(msg + "The step was skipped.")
     self._sums = {}                         # drop the poisoned running sums
+    self._restore_buffers()                 # the forward passes already moved BatchNorm statistics and EMA codebooks
 Trainer._nonfinite = _nonfinite
+
+def _trained_modules(self: Trainer) -> dict:
+    "The model and the objective's trained modules (e.g. a discriminator): everything a checkpoint holds."
+    return {"model": self.raw_model, **self.objective.modules()}
+Trainer._trained_modules = _trained_modules
+
+def _float_buffers(self: Trainer) -> list:
+    return [b for m in self._trained_modules().values() for b in m.buffers() if b.is_floating_point()]
+Trainer._float_buffers = _float_buffers
+
+def _keep_buffers(self: Trainer):
+    "Copy every buffer before a step's forward passes change them, so a skipped step can put them back."
+    self._kept_buffers = {(k, n): b.detach().clone() for k, m in self._trained_modules().items() for n, b in m.named_buffers()}
+Trainer._keep_buffers = _keep_buffers
+
+def _restore_buffers(self: Trainer):
+    for k, m in self._trained_modules().items():
+        for n, b in m.named_buffers():
+            kept = self._kept_buffers.get((k, n))
+            if kept is not None and kept.shape == b.shape: b.copy_(kept)
+Trainer._restore_buffers = _restore_buffers
 
 # %% ../nbs/12_training.ipynb #71e9e7e8
 def _means(sums: dict) -> dict:
@@ -625,6 +679,7 @@ def _run_epoch(self: Trainer):
     pending = 0
     for x in it:
         x = self._prepare(x)
+        if pending == 0: self._keep_buffers()
         self.batch_in_epoch += 1; pending += 1
         boundary = pending == c.accum_steps or self.batch_in_epoch == n
         self._micro_step(x, sync=boundary)
@@ -632,11 +687,12 @@ def _run_epoch(self: Trainer):
             pending = 0
             self._optimizer_step()
             if c.max_steps is not None and self.step >= c.max_steps: self.should_stop = True
-            if self.should_stop: break
+            if self.should_stop or self._interrupt: break
     else:
         if pending: self._optimizer_step()            # an iterable without len: flush the last group
-    if n is None or self.batch_in_epoch >= n:          # the epoch is complete
+    if (n is None or self.batch_in_epoch >= n) and not self._interrupt:   # the epoch is complete
         self.epoch += 1; self.batch_in_epoch = 0; self.epoch_rng = None
+        if self._sums: self._log()                     # the epoch's last training means, before its callbacks
         self._end_epoch()
 Trainer._run_epoch = _run_epoch
 
@@ -664,21 +720,51 @@ def _trainer_fit(self: Trainer, resume=None) -> "Trainer":
     self._setup()
     if resume is not None: self.load(resume)
     self._make_run_dir(resume)
-    self._sums, self._n_images, self._t_log, self._t0 = {}, 0, time.perf_counter(), time.perf_counter()
-    self.should_stop = False
-    try:
-        self.callback("before_fit")
-        while not self.should_stop and (self.cfg.epochs is None or self.epoch < self.cfg.epochs):
-            if self.cfg.max_steps is not None and self.step >= self.cfg.max_steps: break
-            self._run_epoch()
+    with run_lock(self.run_dir) if self.main else contextlib.nullcontext(), _stop_signals(self):
+        if self.main and self.resumed_from is not None: remove_stale_temps(self.run_dir)   # litter of a save that was killed
+        self._sums, self._n_images, self._t_log, self._t0 = {}, 0, time.perf_counter(), time.perf_counter()
+        self.should_stop = False
+        try:
+            self.callback("before_fit")
+            while not self.should_stop and not self._interrupt and (self.cfg.epochs is None or self.epoch < self.cfg.epochs):
+                if self.cfg.max_steps is not None and self.step >= self.cfg.max_steps: break
+                self._run_epoch()
+            if self._interrupt: self._save_interrupted()
             if self._sums: self._log()
-        if self.batch_in_epoch:                            # stopped mid-epoch: still report validation
-            self.epoch_logs = {**self.epoch_logs, **self.validate(), "epoch": self.epoch, "step": self.step}
-        self.callback("after_fit")
-    finally:
-        self.callback("cleanup")
+            if self.batch_in_epoch:                        # stopped mid-epoch: still report validation
+                self.epoch_logs = {**self.epoch_logs, **self.validate(), "epoch": self.epoch, "step": self.step}
+            self.callback("after_fit")
+        finally:
+            self.callback("cleanup")
     return self
 Trainer.fit = _trainer_fit
+
+def _train_seconds(self: Trainer) -> float:
+    "Seconds of training of this run so far, over all its resumes."
+    t0 = getattr(self, "_t0", None)
+    return self._seconds_before + (time.perf_counter() - t0 if t0 is not None else 0.0)
+Trainer.train_seconds = property(_train_seconds)
+
+# %% ../nbs/12_training.ipynb #8d6080c5
+@contextlib.contextmanager
+def _stop_signals(self: Trainer):
+    "While training, SIGINT and SIGTERM ask the trainer to save and stop at the next step boundary."
+    if threading.current_thread() is not threading.main_thread() or self.world_size > 1: yield; return
+    def ask(signum, frame):
+        if self._interrupt: raise KeyboardInterrupt                  # a second signal: stop now
+        self._interrupt = signum
+    old = {s: signal.signal(s, ask) for s in (signal.SIGINT, signal.SIGTERM)}
+    try: yield
+    finally:
+        for s, h in old.items(): signal.signal(s, h)
+
+def _save_interrupted(self: Trainer):
+    "Write `last.ckpt` at the current step and raise `RunInterrupted` saying where the run can continue."
+    name = signal.Signals(self._interrupt).name
+    path = self.save(self.run_dir / "last.ckpt") if self.main else None
+    raise RunInterrupted(f"{name} at step {self.step} (epoch {self.epoch}, batch {self.batch_in_epoch}): the run is saved in {path}, "
+                         "resume from it to continue", path, self._interrupt)
+Trainer._save_interrupted = _save_interrupted
 
 # %% ../nbs/12_training.ipynb #1ce712cd
 def _make_run_dir(self: Trainer, resume=None) -> Path:
@@ -687,8 +773,7 @@ def _make_run_dir(self: Trainer, resume=None) -> Path:
         if resume is not None: self.run_dir = Path(resume).parent
         else:
             base = Path(self.cfg.out_dir) / f"{self.cfg.name}_{datetime.now().strftime('%Y%m%d_%H%M%S')}"
-            self.run_dir, i = base, 1
-            while self.main and self.run_dir.exists(): i += 1; self.run_dir = base.with_name(f"{base.name}_{i}")
+            self.run_dir = new_run_dir(base) if self.main else base
     if self.main: self.run_dir.mkdir(parents=True, exist_ok=True)
     return self.run_dir
 Trainer._make_run_dir = _make_run_dir
@@ -702,16 +787,21 @@ def _trainer_state_dict(self: Trainer) -> dict:
                 callbacks={type(c).__name__: c.state_dict() for c in self.cbs},
                 rng=_rng_to_plain(rng_state()), epoch_rng=self.epoch_rng,
                 step=self.step, epoch=self.epoch, batch_in_epoch=self.batch_in_epoch,
-                n_skipped=self.n_skipped, history=self.history, config=asdict(self.cfg))
+                n_skipped=self.n_skipped, history=self.history, config=asdict(self.cfg),
+                train_seconds=self.train_seconds, threads=torch.get_num_threads())
 Trainer.state_dict = _trainer_state_dict
 
-def _all_finite(model: nn.Module) -> bool:
-    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+def _nonfinite_tensors(modules: dict) -> list[str]:
+    "Names of the floating-point weights and buffers (BatchNorm statistics too) that hold a NaN or inf."
+    return [f"{k}.{n}" for k, m in modules.items() for n, v in m.state_dict().items()
+            if v.is_floating_point() and not bool(torch.isfinite(v).all())]
 
 def _trainer_save(self: Trainer, path) -> Path:
-    "Atomically checkpoint the run; refuses (keeping the previous file) if the weights are not finite."
-    if not _all_finite(self.raw_model):
-        raise NonFiniteError(f"refusing to save {path}: the model has non-finite weights; the last good checkpoint is kept")
+    "Atomically checkpoint the run; refuses (keeping the previous file) if any weight or buffer is not finite."
+    bad = _nonfinite_tensors(self._trained_modules())
+    if bad:
+        raise NonFiniteError(f"refusing to save {path}: non-finite values in {', '.join(bad[:3])}{'...' if len(bad) > 3 else ''}; "
+                             "the last good checkpoint is kept")
     return save_checkpoint(path, self.raw_model, **self.state_dict())
 Trainer.save = _trainer_save
 
@@ -728,10 +818,19 @@ def _trainer_load(self: Trainer, path) -> "Trainer":
         if type(c).__name__ in ck["callbacks"]: c.load_state_dict(ck["callbacks"][type(c).__name__])
     self.step, self.epoch, self.batch_in_epoch = ck["step"], ck["epoch"], ck["batch_in_epoch"]
     self.n_skipped, self.history, self.epoch_rng = ck["n_skipped"], list(ck["history"]), ck["epoch_rng"]
+    self._seconds_before = float(ck.get("train_seconds", 0.0))
     set_rng_state(_rng_from_plain(ck["rng"]))
+    _warn_if_threads_changed(self, path, ck.get("threads"))
     self.resumed_from = Path(path)
     return self
 Trainer.load = _trainer_load
+
+def _warn_if_threads_changed(self: Trainer, path, saved: int | None):
+    "CPU kernels split their sums by thread, so a bitwise-exact resume needs the thread count the run was saved with."
+    now = torch.get_num_threads()
+    if self.device.type != "cpu" or saved is None or saved == now: return
+    warnings.warn(f"resuming {path} with {now} CPU threads; it was saved with {saved}. Training goes on, but not bit for bit "
+                  f"as the uninterrupted run would: for an exact resume set OMP_NUM_THREADS={saved} (or torch.set_num_threads({saved})).")
 
 def _cosine_length(sched) -> int | None:
     fns = getattr(sched, "lr_lambdas", None)
@@ -795,7 +894,7 @@ class CheckpointCB(Callback):
 
 class EarlyStoppingCB(Callback):
     "Stop when the monitored metric has not improved for `patience` epochs."
-    order = 60
+    order = 40                                    # before CheckpointCB: the checkpoint holds this epoch's count
     def __init__(self, patience: int = 3, mode: str = "min", min_delta: float = 0.0):
         self.patience, self.mode, self.min_delta, self.best, self.wait = patience, mode, min_delta, None, 0
     def after_epoch(self, t):
@@ -803,6 +902,8 @@ class EarlyStoppingCB(Callback):
         if _improved(v, self.best, self.mode, self.min_delta): self.best, self.wait = v, 0
         else: self.wait += 1
         if self.wait >= self.patience: t.should_stop = True
+    def before_fit(self, t):
+        if self.wait >= self.patience: t.should_stop = True     # resumed from the epoch that stopped the run
     def state_dict(self): return dict(best=self.best, wait=self.wait)
     def load_state_dict(self, sd): self.best, self.wait = sd["best"], sd["wait"]
 
@@ -818,7 +919,7 @@ class MetricsJSONCB(Callback):
         write_json(dict(name=t.cfg.name, run_dir=str(t.run_dir), finished=finished, step=t.step, epoch=t.epoch,
                          n_skipped=t.n_skipped, monitor=t.cfg.monitor, best=best, last=t.epoch_logs,
                          images_per_s=float(np.median(self.ips)) if self.ips else None,
-                         wall_time_s=time.perf_counter() - t._t0, config=asdict(t.cfg), history=t.history),
+                         wall_time_s=t.train_seconds, config=asdict(t.cfg), history=t.history),
                     t.run_dir / "metrics.json")
     def after_epoch(self, t): self._write(t, False)
     def after_fit(self, t): self._write(t, True)
