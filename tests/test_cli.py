@@ -60,7 +60,7 @@ def test_batch_continues_a_killed_run_and_skips_complete_ones(tmp_path, capsys):
     assert main(argv) == 0 and "already complete, skipped" in capsys.readouterr().out
     assert "default_smoke" in (out / "summary.md").read_text()
     code, err = _exit_with(["batch", str(ROOT / "nbs" / "train_vae.ipynb"), "-p", "stesp", "3", "--out", str(out)], capsys)
-    assert code == 2 and "unknown parameter(s) ['stesp']" in err
+    assert code == 2 and "unknown parameter(s) 'stesp' (did you mean 'steps'?)" in err
 
 def test_module_entry_lists_tiers_and_recipes():
     for cmd, word in (("tiers", "high"), ("recipes", "anime_vq")):

@@ -4,7 +4,7 @@
 
 # %% ../nbs/15_batch.ipynb #5cb4550f
 from __future__ import annotations
-import csv, itertools, json, time, traceback
+import csv, difflib, itertools, json, time, traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from .core import write_json
@@ -50,13 +50,26 @@ def _write_status(run: Run):
     write_json(info, run.out_dir / "status.json")
 
 # %% ../nbs/15_batch.ipynb #8f4a0af3
+def _checks_recipe_params(notebook) -> bool:
+    "Whether the notebook checks its parameters with `recipes.notebook_params`, which accepts every recipe parameter."
+    cells = json.loads(Path(notebook).read_text())["cells"]
+    return any("notebook_params(" in "".join(c["source"]) for c in cells if c["cell_type"] == "code")
+
+def _hint(name: str, known) -> str:
+    m = difflib.get_close_matches(name, sorted(known), 1)
+    return f"{name!r} (did you mean {m[0]!r}?)" if m else repr(name)
+
 def check_parameters(notebook, parameters: dict) -> set:
-    "The notebook's parameter names; raise when `parameters` names something its `parameters` cell does not define."
+    "The names `notebook` accepts (its `parameters` cell, plus every recipe parameter in a recipe notebook); raise on any other."
     import papermill as pm
     known = set(pm.inspect_notebook(str(notebook)))
     if not known: raise ValueError(f"{notebook} has no cell tagged 'parameters'; tag one so papermill can inject values")
+    if _checks_recipe_params(notebook):
+        from vae_course.recipes import PARAMS
+        known |= set(PARAMS)
     unknown = sorted(set(parameters) - known)
-    if unknown: raise ValueError(f"unknown parameter(s) {unknown} for {Path(notebook).name}; it accepts: {', '.join(sorted(known))}")
+    if unknown: raise ValueError(f"unknown parameter(s) {', '.join(_hint(n, known) for n in unknown)} for {Path(notebook).name}; "
+                                 f"it accepts: {', '.join(sorted(known))}")
     return known
 
 def _short_error(e: Exception) -> str:
@@ -96,6 +109,7 @@ def run_batch(notebook,                      # the parameterized notebook to exe
     for i, run in enumerate(runs, 1):
         if not rerun and run_status(run) == "complete":
             run.status, run.metrics = "skipped", _read_json(run.out_dir / "metrics.json")
+            run.seconds = _read_json(run.out_dir / "status.json").get("seconds", 0.0)
             log(f"[{i}/{len(runs)}] {run.name}: already complete, skipped"); continue
         if not rerun and "resume" in accepted and "resume" not in run.parameters:
             run.parameters["resume"] = "auto"             # a run killed half-way continues from its last checkpoint

@@ -7,7 +7,10 @@ from __future__ import annotations
 import argparse, sys
 from pathlib import Path
 from .training import TIERS
-from .recipes import RECIPES, PARAMS, load_recipe, run_recipe
+from .core import RunLockedError
+from .recipes import (RECIPES, PARAMS, load_recipe, validate_params, check_run_inputs, resume_checkpoint,
+                                resume_changes, run_recipe)
+from .training import RunInterrupted, NonFiniteError, DiskFullError
 from .batch import add_batch_args, batch_cli
 
 # %% auto #0
@@ -44,8 +47,12 @@ def train_params(a: argparse.Namespace) -> dict:
     if a.data: over.update(parse_data(a.data))
     if a.progress: over["progress"] = True
     for name, value in a.param: over[name] = yaml.safe_load(value)
-    recipe = a.recipe or (_saved_params(a.resume) if a.resume else "default")
-    return load_recipe(recipe, **over)
+    if a.resume and not a.recipe: p = validate_params({**_saved_params(a.resume), **over})   # as saved, no presets again
+    else: p = load_recipe(a.recipe or "default", **over)
+    check_run_inputs(p)
+    ckpt = resume_checkpoint(p)
+    if ckpt is not None: resume_changes(p, ckpt.parent)                 # refuse a changed experiment now, not after setup
+    return p
 
 # %% ../nbs/17_cli.ipynb #49b2ca3e
 def tier_table() -> str:
@@ -109,7 +116,18 @@ def main(argv: list[str] | None = None) -> int:
         if a.command == "batch": return batch_cli(a)
         params = train_params(a)
     except (ValueError, FileNotFoundError) as e: parser.error(str(e))
-    run_recipe(params)
+    return _train(params)
+
+def _fail(msg: str, code: int) -> int:
+    print(f"vae-course train: {msg}", file=sys.stderr); return code
+
+def _train(params: dict) -> int:
+    "Run the recipe; a stop the user should act on is one line on stderr and an exit code, not a traceback."
+    try: run_recipe(params)
+    except RunInterrupted as e:
+        return _fail(f"{e}; continue with: vae-course train --resume {Path(e.path).parent if e.path else '<run folder>'}", 128 + e.signum)
+    except DiskFullError as e: return _fail(f"error: {e.strerror}", 1)
+    except (RunLockedError, NonFiniteError, ValueError, FileNotFoundError) as e: return _fail(f"error: {e}", 1)
     return 0
 
 # %% ../nbs/17_cli.ipynb #41c22857

@@ -4,7 +4,7 @@
 
 # %% ../nbs/14_recipes.ipynb #dcb32d89
 from __future__ import annotations
-import copy, csv, dataclasses, difflib, json, math, os, time, warnings
+import copy, csv, dataclasses, difflib, json, math, os, re, time, warnings
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -12,20 +12,22 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
-from .core import get_device, seed_everything, count_parameters, human_count, dataclass_from_dict, write_json
+from .core import (get_device, seed_everything, count_parameters, human_count, dataclass_from_dict, write_json,
+                             new_run_dir, run_lock)
 from .data import to_unit
 from .prior import CodePrior, PriorConfig, encode_codes, fit_prior
 from .training import (TIERS, SCHEDULES, OPTIMIZERS, TrainConfig, Trainer, Callback, VAEObjective,
                                  VQObjective, dist_info, init_distributed, load_checkpoint, export_safetensors)
 
 # %% auto #0
-__all__ = ['RUN_TIERS', 'KL_SCHEDULES', 'LR_SCHEDULES', 'PARAMS', 'LOCATION', 'RECIPES', 'TEMPERATURES', 'Param',
-           'resume_checkpoint', 'validate_params', 'load_recipe', 'recipe_yaml', 'write_recipe_files',
-           'recipe_files_drift', 'build_model', 'ProductBeta', 'build_beta', 'quality_net', 'build_objective',
-           'build_data', 'first_images', 'TimeBudgetCB', 'reconstruct', 'PSNRCurveCB', 'LossLogCB', 'PrintCB',
-           'vq_position_prior', 'dataset_codes', 'fit_code_prior', 'temperature_grid', 'interpolation_grid', 'evaluate',
-           'plot_losses', 'plot_psnr_curve', 'plot_usage', 'write_artifacts', 'run_device', 'train_config',
-           'default_run_dir', 'run_folder', 'run_recipe', 'load_model', 'notebook_params']
+__all__ = ['RUN_TIERS', 'KL_SCHEDULES', 'LR_SCHEDULES', 'PARAMS', 'LOCATION', 'VAE_ONLY', 'VQ_ONLY', 'RECIPES', 'TEMPERATURES',
+           'RESUME_FREE', 'RESUME_LENGTH', 'Param', 'resume_checkpoint', 'validate_params', 'check_run_inputs',
+           'load_recipe', 'recipe_yaml', 'write_recipe_files', 'recipe_files_drift', 'build_model', 'ProductBeta',
+           'build_beta', 'quality_net', 'build_objective', 'build_data', 'first_images', 'TimeBudgetCB', 'reconstruct',
+           'PSNRCurveCB', 'LossLogCB', 'PrintCB', 'vq_position_prior', 'dataset_codes', 'fit_code_prior',
+           'temperature_grid', 'interpolation_grid', 'evaluate', 'plot_losses', 'plot_psnr_curve', 'plot_usage',
+           'write_artifacts', 'run_device', 'train_config', 'default_run_dir', 'run_folder', 'run_recipe',
+           'resume_changes', 'step_checkpoints', 'load_model', 'notebook_params']
 
 # %% ../nbs/14_recipes.ipynb #be85d856
 @dataclass(frozen=True)
@@ -101,6 +103,8 @@ PARAMS: dict[str, Param] = dict(
     seed=_P(42, "int", "random seed (data order, initial weights, sampling)", lo=0),
     out_dir=_P(None, "str", "run folder for every artifact; None: runs/<name>_<tier>_<time>", optional=True),
     resume=_P(None, "str", "continue a stopped run: its run folder or a .ckpt file; 'auto': out_dir's last.ckpt if any", optional=True),
+    save_every_steps=_P(None, "int", "also checkpoint every N optimiser steps (None: every 1000 steps when an epoch is longer; 0: per epoch only)",
+                        lo=0, optional=True),
     # data
     data_source=_P("openmoji", "choice", "embedded OpenMoji or your images", choices=("openmoji", "folder", "celeba", "video")),
     data_path=_P(None, "str", "folder of the images for 'folder', 'celeba' and 'video'", optional=True),
@@ -165,6 +169,9 @@ PARAMS: dict[str, Param] = dict(
     progress=_P(False, "bool", "a tqdm bar (the run prints one line per epoch either way)"),
 )
 LOCATION = ("tier", "device", "out_dir", "resume")   # where a run happens: not part of a recipe file
+VAE_ONLY = ("latent_dim", "kl_weight", "kl_schedule", "kl_step", "kl_warmup", "kl_cycle", "kl_target_low", "kl_target_high",
+            "free_bits", "quality_weight", "quality_checkpoint")
+VQ_ONLY = ("num_codes", "code_dim", "vq_weight", "gan_weight", "gan_start", "gan_ramp", "disc_lr", "prior_steps")
 
 # %% ../nbs/14_recipes.ipynb #8341cf97
 _ALIASES = dict(learning_rate="lr", max_steps="steps", n_epochs="epochs", num_epochs="epochs", beta="kl_weight",
@@ -229,13 +236,50 @@ def validate_params(params: dict) -> dict:
     if p["amp"] == "fp16" and p["tier"] in ("smoke", "cpu"):
         raise ValueError(f"parameter 'amp'='fp16' needs a CUDA GPU, not tier {p['tier']!r}; use 'bf16' or 'none'")
     if p["resume"] not in (None, "auto"): resume_checkpoint(p)      # a missing checkpoint fails here, not after setup
-    if p["model"] == "vae" and p["gan_weight"]: raise ValueError("parameter 'gan_weight' needs model='vq' (the VQ-GAN)")
-    if p["model"] == "vq" and p["quality_weight"]: raise ValueError("parameter 'quality_weight' needs model='vae'")
-    try: _model_config(p)
+    _check_model_kind(p); _check_device_name(p["device"])
+    try: cfg = _model_config(p)
     except (ValueError, TypeError) as e:
         if str(e).startswith("bad value"): raise
         raise ValueError(f"parameters 'preset', 'image_size', 'channels' do not fit together: {e}") from None
+    if p["model"] == "vq": _check_codebook_init(p, cfg)
     return p
+
+def _check_model_kind(p: dict):
+    "Parameters of the other kind of model would be silently ignored: refuse them by name."
+    other, kind = (VQ_ONLY, "vq") if p["model"] == "vae" else (VAE_ONLY, "vae")
+    stray = [k for k in other if p[k] != PARAMS[k].default]
+    if stray:
+        s = "s" if len(stray) > 1 else ""
+        raise ValueError(f"parameter{s} {', '.join(map(repr, stray))} only appl{'y' if s else 'ies'} to model={kind!r}; this run trains "
+                         f"model={p['model']!r}, which would ignore {'them' if s else 'it'}: remove {'them' if s else 'it'} or set model={kind!r}")
+
+def _check_device_name(device):
+    if device is None: return
+    try: torch.device(device)
+    except RuntimeError: raise ValueError(f"bad value {device!r} for parameter 'device': expected 'cpu', 'cuda', 'cuda:N' or 'mps'") from None
+
+def check_run_inputs(p: dict):
+    "What a run needs from this machine, checked before anything starts: the device, the data folder, a quality checkpoint."
+    if p["device"] is not None:
+        try: get_device(p["device"])
+        except RuntimeError as e: raise ValueError(f"bad value {p['device']!r} for parameter 'device': {e}") from None
+    if p["data_path"] and not Path(p["data_path"]).expanduser().is_dir():
+        raise ValueError(f"bad value {p['data_path']!r} for parameter 'data_path': no such folder; give the folder that holds the images")
+    if p["quality_checkpoint"] and not Path(p["quality_checkpoint"]).expanduser().is_file():
+        raise ValueError(f"bad value {p['quality_checkpoint']!r} for parameter 'quality_checkpoint': no such file; give a file written by "
+                         "save_quality_net, or None to fit a quality net on the training images")
+
+def _tier_batch(p: dict) -> int:
+    return p["batch_size"] or TIERS["cpu" if p["tier"] in ("smoke", "auto") else p["tier"]].batch_size
+
+def _check_codebook_init(p: dict, cfg):
+    "k-means initialises the codebook from the encoder outputs of the first batch: it needs at least K of them."
+    if cfg.codebook_init != "kmeans": return
+    r, bs = cfg.img_size // 2 ** (len(cfg.channels) - 1), _tier_batch(p)
+    if bs * r * r < cfg.num_codes:
+        raise ValueError(f"parameters 'batch_size', 'num_codes' do not fit: the codebook's k-means start needs num_codes={cfg.num_codes} "
+                         f"encoder vectors from the first batch, but {bs} images x {r}x{r} code positions give {bs * r * r}; "
+                         f"set batch_size to at least {-(-cfg.num_codes // (r * r))}, or lower num_codes")
 
 # %% ../nbs/14_recipes.ipynb #fb562ca5
 _SMOKE = dict(tier="smoke", steps=6, epochs=None, time_budget_min=1.0, batch_size=8, accum_steps=1, pretrained=False,
@@ -488,8 +532,10 @@ class PrintCB(Callback):
     def before_fit(self, t): self.t0 = time.perf_counter()
     def after_epoch(self, t):
         e = t.epoch_logs
-        self.log(f"epoch {t.epoch} step {t.step} {time.perf_counter() - self.t0:.0f}s: train loss {e.get('train_loss', float('nan')):.4g}, "
-                 f"valid loss {e.get('valid_loss', float('nan')):.4g}" + (f", kl {e['valid_kl']:.1f}" if "valid_kl" in e else ""))
+        self.log(f"epoch {t.epoch} step {t.step} {time.perf_counter() - self.t0:.0f}s: train loss {_num(e.get('train_loss'))}, "
+                 f"valid loss {_num(e.get('valid_loss'))}" + (f", kl {e['valid_kl']:.1f}" if "valid_kl" in e else ""))
+
+def _num(v) -> str: return "-" if v is None else f"{v:.4g}"   # '-': not measured (a NaN would look like a diverged run)
 
 # %% ../nbs/14_recipes.ipynb #dd43f058
 TEMPERATURES = (0.5, 1.0, 1.5)
@@ -691,8 +737,11 @@ def default_run_dir(p: dict) -> Path:
 
 def run_folder(p: dict, ckpt: Path | None = None) -> Path:
     "Where a run writes: the resumed checkpoint's folder, else `out_dir`, else a new `default_run_dir` (rank 0's under DDP)."
-    run_dir = ckpt.parent if ckpt is not None else Path(p["out_dir"]).expanduser() if p["out_dir"] else default_run_dir(p)
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+    ddp = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    if ckpt is not None: run_dir = ckpt.parent
+    elif p["out_dir"]: run_dir = Path(p["out_dir"]).expanduser()
+    else: run_dir = new_run_dir(default_run_dir(p)) if dist_info()[0] == 0 else None   # created at once: its own folder
+    if ddp:
         box = [str(run_dir)]; dist.broadcast_object_list(box, src=0); run_dir = Path(box[0])   # one clock names the folder
     return run_dir
 
@@ -701,6 +750,7 @@ def run_recipe(params: dict,             # full or partial parameters (e.g. from
                log=print) -> Path:
     "Train the run `params` describe and write its artifacts; returns the run folder."
     p = validate_params(params)
+    check_run_inputs(p)
     joined = dist.is_available() and not dist.is_initialized()
     init_distributed(run_device(p))                                   # under torchrun: join the process group first
     try:
@@ -711,13 +761,16 @@ def run_recipe(params: dict,             # full or partial parameters (e.g. from
         if joined and dist.is_initialized(): dist.destroy_process_group()   # while a peer still talks can abort
 
 def _train_and_report(p: dict, callbacks, log) -> Path:
-    import yaml
     ckpt = resume_checkpoint(p)
     run_dir, (rank, _, world) = run_folder(p, ckpt), dist_info()
-    if rank != 0: log = lambda *a, **k: None                          # one voice under torchrun
-    else:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+    if rank != 0: return _train(p, ckpt, run_dir, callbacks, lambda *a, **k: None)   # one voice under torchrun
+    with run_lock(run_dir):                                           # a second run in this folder stops here
+        return _train(p, ckpt, run_dir, callbacks, log)
+
+def _train(p: dict, ckpt, run_dir: Path, callbacks, log) -> Path:
+    import yaml
+    rank, _, world = dist_info()
+    if ckpt is not None: changed = resume_changes(p, run_dir)         # check first: a refused resume writes nothing
     cfg = train_config(p, run_dir).resolve()
     seed_everything(p["seed"])                                        # the initial weights follow the seed
     model = build_model(p)
@@ -728,6 +781,7 @@ def _train_and_report(p: dict, callbacks, log) -> Path:
     curve, losses = PSNRCurveCB(valid_x[:256], p["psnr_every_s"]), LossLogCB()
     cbs = [curve, losses, PrintCB(log), *(callbacks or [])]
     if p["time_budget_min"]: cbs.append(TimeBudgetCB(p["time_budget_min"], anneal=p["lr_schedule"] == "time_cosine"))
+    cfg.save_every_steps = step_checkpoints(p, train_dl, cfg.accum_steps)
     trainer = Trainer(model, train_dl, valid_dl, cfg, objective, callbacks=cbs)
     trainer.run_dir = run_dir                                         # every artifact in one folder
     log(f"{p['name']} ({p['tier']}): {type(model).__name__} {human_count(count_parameters(model))} parameters, "
@@ -735,12 +789,40 @@ def _train_and_report(p: dict, callbacks, log) -> Path:
         f"device {cfg.device}{f' x {world} processes' if world > 1 else ''} -> {run_dir}")
     if not p["pretrained"] and (p["perceptual"] or p["lpips"]):
         log("note: pretrained=False, so the perceptual/LPIPS terms use random networks (a code-path check, not the recipe's loss)")
-    if ckpt is not None: log(f"resuming from {ckpt}")
-    trainer.fit(resume=ckpt)
+    if ckpt is not None:
+        trainer.load(ckpt)                                            # a checkpoint that does not fit fails here, folder untouched
+        log(f"resuming from {ckpt} at step {trainer.step}" + "".join(f"; {k} {a} -> {b}" for k, (a, b) in changed.items()))
+    if rank == 0: (run_dir / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+    trainer.fit()
     if not trainer.main: return run_dir
     m = write_artifacts(trainer, p, valid_x, train_x, run_dir, curve.curve, losses.rows, train_ds)
     log(f"done in {trainer.step} steps: " + ", ".join(f"{k} {v:.4g}" for k, v in m.items() if isinstance(v, float)))
     return run_dir
+
+# %% ../nbs/14_recipes.ipynb #1d41b5aa
+RESUME_FREE = ("device", "out_dir", "resume", "progress", "psnr_every_s")   # where and how visibly: free on resume
+RESUME_LENGTH = ("steps", "epochs", "time_budget_min")                       # how long: applied and reported
+
+def resume_changes(p: dict, run_dir) -> dict:
+    "The length parameters of `p` that differ from the run's saved `params.yaml` ({name: (saved, new)}); any other difference is refused."
+    import yaml
+    f = Path(run_dir) / "params.yaml"
+    saved = yaml.safe_load(f.read_text()) if f.is_file() else {}
+    diff = {k: (saved[k], p[k]) for k in PARAMS if k in saved and k not in RESUME_FREE and saved[k] != p[k]}
+    refused = {k: v for k, v in diff.items() if k not in RESUME_LENGTH}
+    if refused:
+        what = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in refused.items())
+        raise ValueError(f"resuming {str(run_dir)!r} would change {what}: a resume continues the run with its saved parameters "
+                         f"({f}); drop {'these' if len(refused) > 1 else 'this'} or start a new run in another folder "
+                         "(only steps, epochs and time_budget_min may change)")
+    return diff
+
+def step_checkpoints(p: dict, train_dl, accum_steps: int = 1) -> int:
+    "Optimiser steps between checkpoints: `save_every_steps`, else 1000 when an epoch is longer than that, else 0 (per epoch)."
+    if p["save_every_steps"] is not None: return p["save_every_steps"]
+    try: per_epoch = len(train_dl) // accum_steps
+    except TypeError: return 1000
+    return 1000 if per_epoch > 1000 else 0
 
 # %% ../nbs/14_recipes.ipynb #a613625d
 def load_model(checkpoint,            # a run folder or a .ckpt file written by the Trainer
@@ -764,12 +846,21 @@ def load_model(checkpoint,            # a run folder or a .ckpt file written by 
     return model.to(get_device(device)).eval()
 
 # %% ../nbs/14_recipes.ipynb #1e937c36
+_IPYTHON_NAMES = re.compile(r"^(_+|_i+|_i?\d+|_oh|_ih|_dh|_exit_code|_before|_declared)$")   # what IPython (and the notebook) define
+
 def notebook_params(ns: dict,           # the notebook's globals()
-                    before: set,        # names defined before the parameters cell
+                    before: set | dict, # names (a dict: names and values) defined before the parameters cell
                     declared: set,      # names the parameters cell defines
                    ) -> dict:
     "The full parameters of a training notebook: its `recipe` with the declared and injected parameters applied."
-    injected = {k for k in set(ns) - set(before) - set(declared) if not k.startswith("_")}
+    new = set(ns) - set(before) - set(declared)
+    private = sorted(k for k in new if k.startswith("_") and not _IPYTHON_NAMES.match(k))
+    if private: raise ValueError(f"notebook parameter(s) {private}: a name that starts with '_' is not a parameter; remove it "
+                                 f"(valid parameters: {', '.join(PARAMS)})")
+    shadowed = sorted(k for k, v in before.items() if not k.startswith("_") and k in ns and ns[k] is not v) if isinstance(before, dict) else []
+    if shadowed: raise ValueError(f"notebook parameter(s) {shadowed} would replace names the notebook itself uses "
+                                  f"(imports and functions), not parameters; remove {'them' if len(shadowed) > 1 else 'it'}")
+    injected = {k for k in new if not k.startswith("_")}
     unknown = injected - set(PARAMS) - {"recipe"}
     if unknown: raise _unknown(unknown, "notebook parameter")
     names = ({k for k in declared if not k.startswith("_")} | injected) - {"recipe"}
