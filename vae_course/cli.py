@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if a.command == "batch": return batch_cli(a)
         params = train_params(a)
-    except (ValueError, FileNotFoundError) as e: parser.error(str(e))
+    except (ValueError, FileNotFoundError) as e:                   # bad input: one line that says what to change
+        print(f"vae-course {a.command}: error: {e}", file=sys.stderr); raise SystemExit(2)
     return _train(params)
 
 def _fail(msg: str, code: int) -> int:
