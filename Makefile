@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install train test check-sync nbtest pytest bench readme
+.PHONY: install train test check-sync nbtest pytest bench readme assignments grade
 
 $(STAMP): settings.ini setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,13 @@ pytest: install
 
 bench: install  ## training speed and memory per recipe and tier on this device
 	$(BIN)/python bench/train_speed.py
+
+assignments: install  ## student versions of the exercises (nbgrader) in assignments/release/
+	$(BIN)/python -m vae_course.assignments release
+
+grade: install  ## autograde a filled-in exercise notebook: make grade NB=assignments/release/05_vae/05_vae.ipynb
+	@test -n "$(NB)" || { echo "say which notebook: make grade NB=assignments/release/05_vae/05_vae.ipynb" >&2; exit 2; }
+	$(BIN)/python -m vae_course.assignments grade "$(NB)"
 
 readme: install  ## README.md from nbs/index.ipynb
 	PATH=$(abspath $(BIN)):$$PATH bash .ci/readme

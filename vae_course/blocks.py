@@ -36,8 +36,10 @@ class ConvNormAct(nn.Sequential):
                  stride: int = 1,     # 2 halves height and width
                  act: bool = True,    # False leaves out the SiLU
                 ):
+        ### BEGIN SOLUTION
         super().__init__(nn.Conv2d(in_ch, out_ch, k, stride=stride, padding=k // 2, bias=False),
                          group_norm(out_ch), nn.SiLU() if act else nn.Identity())
+        ### END SOLUTION
 
 # %% ../nbs/02_blocks.ipynb #c412e17b
 class SqueezeExcite(nn.Module):
@@ -50,9 +52,11 @@ class SqueezeExcite(nn.Module):
         self.fc1, self.fc2 = nn.Conv2d(ch, hidden, 1), nn.Conv2d(hidden, ch, 1)
 
     def forward(self, x):
+        ### BEGIN SOLUTION
         s = x.mean((2, 3), keepdim=True)                 # (B, C, 1, 1) squeeze
         s = torch.sigmoid(self.fc2(F.silu(self.fc1(s))))  # (B, C, 1, 1) gates in (0, 1)
         return x * s
+        ### END SOLUTION
 
 # %% ../nbs/02_blocks.ipynb #42300047
 class LayerScale(nn.Module):

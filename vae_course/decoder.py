@@ -93,9 +93,11 @@ class Decoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         "(B, latent_dim) -> (mean image (B, in_ch, S, S), log-variance of the same shape or None)."
+        ### BEGIN SOLUTION
         h = self.fc(z).view(-1, *self.shape)                                            # (B, C, r, r)
         h = run_blocks(self.blocks, h, self.cfg.grad_checkpointing and self.training)   # (B, channels[0], S, S)
         return output_head(self.head(h), self.cfg.output, self.cfg.learned_variance)
+        ### END SOLUTION
 
 # %% ../nbs/04_decoder.ipynb #21e364bd
 class SpatialDecoder(nn.Module):

@@ -106,8 +106,10 @@ class Encoder(nn.Module):
             raise ValueError(f"Encoder expects (B, {self.cfg.in_ch}, {self.cfg.img_size}, {self.cfg.img_size}) images, "
                              f"got {tuple(x.shape)}; resize the data or build the model with img_size={x.shape[-1]}")
         h = run_blocks(self.blocks, x, self.cfg.grad_checkpointing and self.training)  # (B, C, r, r)
+        ### BEGIN SOLUTION
         h = h.flatten(1)                                                                # (B, C*r*r)
         return self.mu(h), self.logvar(h)
+        ### END SOLUTION
 
 # %% ../nbs/03_encoder.ipynb #1f32e841
 class SpatialEncoder(nn.Module):

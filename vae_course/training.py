@@ -18,14 +18,14 @@ from .core import (get_device, seed_everything, rng_state, set_rng_state, datacl
 from .data import to_unit
 
 # %% auto #0
-__all__ = ['TIERS', 'AMP_MODES', 'OPTIMIZERS', 'SCHEDULES', 'Tier', 'gpu_memory_gb', 'tier_for_memory', 'resolve_tier',
-           'cpu_bf16_supported', 'resolve_amp', 'reuse_freed_memory', 'TrainConfig', 'fused_ok', 'make_optimizer',
-           'WarmupCosine', 'make_scheduler', 'unwrap_model', 'Objective', 'MSEObjective', 'DiskFullError',
-           'atomic_save', 'atomic_copy', 'model_arch', 'check_arch', 'save_checkpoint', 'load_checkpoint',
-           'export_safetensors', 'load_safetensors', 'Callback', 'run_callbacks', 'dist_info', 'init_distributed',
-           'is_main_process', 'NonFiniteError', 'RunInterrupted', 'Trainer', 'BetaScheduleCB', 'CheckpointCB',
-           'EarlyStoppingCB', 'MetricsJSONCB', 'ProgressCB', 'TensorBoardCB', 'default_callbacks', 'VAEObjective',
-           'VQObjective', 'VQGANObjective', 'saved_activation_bytes']
+__all__ = ['TIERS', 'AMP_MODES', 'OPTIMIZERS', 'SCHEDULES', 'Tier', 'accumulation_step', 'gpu_memory_gb', 'tier_for_memory',
+           'resolve_tier', 'cpu_bf16_supported', 'resolve_amp', 'reuse_freed_memory', 'TrainConfig', 'fused_ok',
+           'make_optimizer', 'WarmupCosine', 'make_scheduler', 'unwrap_model', 'Objective', 'MSEObjective',
+           'DiskFullError', 'atomic_save', 'atomic_copy', 'model_arch', 'check_arch', 'save_checkpoint',
+           'load_checkpoint', 'export_safetensors', 'load_safetensors', 'Callback', 'run_callbacks', 'dist_info',
+           'init_distributed', 'is_main_process', 'NonFiniteError', 'RunInterrupted', 'Trainer', 'BetaScheduleCB',
+           'CheckpointCB', 'EarlyStoppingCB', 'MetricsJSONCB', 'ProgressCB', 'TensorBoardCB', 'default_callbacks',
+           'VAEObjective', 'VQObjective', 'VQGANObjective', 'saved_activation_bytes']
 
 # %% ../nbs/12_training.ipynb #a0d41f7b
 @dataclass(frozen=True)
@@ -48,6 +48,24 @@ TIERS = {t.name: t for t in [
     Tier("low",   8, batch_size=16, accum_steps=4, amp=True, grad_checkpointing=True,  num_workers=2),
     Tier("cpu",   0, batch_size=32, accum_steps=2, amp=True, grad_checkpointing=False, num_workers=0),
 ]}
+
+# %% ../nbs/12_training.ipynb #454d57c9
+def accumulation_step(model: nn.Module,       # the model to train
+                      opt: torch.optim.Optimizer, # its optimiser
+                      micro_batches: list,     # the inputs of one optimiser step, split in micro-batches
+                      loss_fn: Callable,       # loss_fn(model, x) -> scalar mean loss of micro-batch x
+                     ) -> float:
+    "One optimiser step over several micro-batches (gradient accumulation); returns the mean loss of the step."
+    opt.zero_grad(set_to_none=True)
+    total = 0.0
+    for x in micro_batches:
+        ### BEGIN SOLUTION
+        loss = loss_fn(model, x) / len(micro_batches)      # each micro-batch weighs 1/n of the step
+        loss.backward()                                     # .grad += ∂loss/∂θ
+        total += loss.item()
+        ### END SOLUTION
+    opt.step()
+    return total
 
 # %% ../nbs/12_training.ipynb #f791ed24
 def gpu_memory_gb(device=None) -> float:

@@ -24,8 +24,10 @@ def reparameterize(mu: torch.Tensor,              # (B, d) means
                    eps: torch.Tensor | None = None, # (B, d) standard normal noise; drawn if None
                   ) -> torch.Tensor:
     "z = μ + exp(½ log σ²) · ε with ε ~ N(0, I): a sample of N(μ, σ²) that gradients flow through (Kingma & Welling 2014)."
+    ### BEGIN SOLUTION
     if eps is None: eps = torch.randn_like(mu)
     return mu + torch.exp(0.5 * logvar) * eps
+    ### END SOLUTION
 
 # %% ../nbs/05_vae.ipynb #e111585d
 def lerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -25,15 +25,19 @@ def pairwise_sq_dist(x: torch.Tensor,        # (N, D) vectors
 
 def nearest_code(x: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     "Index of the nearest code for each row of `x` `(N, D)`, and the squared distance to it."
+    ### BEGIN SOLUTION
     dist, idx = pairwise_sq_dist(x, codebook).min(1)  # (N,), (N,)
     return idx, dist.clamp_min(0)
+    ### END SOLUTION
 
 # %% ../nbs/10_vq.ipynb #d8b16d9d
 def straight_through(z: torch.Tensor,  # encoder output, receives the gradient
                      zq: torch.Tensor  # quantized value, used in the forward pass
                     ) -> torch.Tensor:
     "Straight-through estimator `z + (zq - z).detach()` (van den Oord et al. 2017, https://arxiv.org/abs/1711.00937): value `zq`, gradient copied to `z`."
+    ### BEGIN SOLUTION
     return z + (zq - z).detach()
+    ### END SOLUTION
 
 # %% ../nbs/10_vq.ipynb #124080ba
 def perplexity(counts: torch.Tensor  # (K,) counts or probabilities of each code
@@ -277,8 +281,10 @@ class VectorQuantizerEMA(VectorQuantizer):
         "One EMA step from the batch's vectors `flat` (N, D) and their code indices `idx` (N,)."
         onehot = F.one_hot(idx, self.num_codes).float()                            # (N, K)
         n_i, sums = _all_sum(onehot.sum(0)), _all_sum(onehot.t() @ flat.float())  # (K,), (K, D) whole batch
+        ### BEGIN SOLUTION
         self.cluster_size.mul_(self.decay).add_(n_i, alpha=1 - self.decay)                        # N_i
         self.embed_avg.mul_(self.decay).add_(sums, alpha=1 - self.decay)                          # m_i
+        ### END SOLUTION
         n = self.cluster_size.sum()
         smoothed = (self.cluster_size + self.eps) / (n + self.num_codes * self.eps) * n           # Laplace
         self.embed.copy_(self.embed_avg / smoothed[:, None])                       # e_i = m_i / Ñ_i

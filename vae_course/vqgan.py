@@ -47,11 +47,15 @@ class PatchDiscriminator(nn.Module):
 # %% ../nbs/11_vqgan.ipynb #94ee1cba
 def hinge_d_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
     "Hinge discriminator loss ½(E[relu(1 − d_real)] + E[relu(1 + d_fake)])."
+    ### BEGIN SOLUTION
     return 0.5 * (F.relu(1 - logits_real).mean() + F.relu(1 + logits_fake).mean())
+    ### END SOLUTION
 
 def hinge_g_loss(logits_fake: torch.Tensor) -> torch.Tensor:
     "Hinge generator loss −E[d_fake]."
+    ### BEGIN SOLUTION
     return -logits_fake.mean()
+    ### END SOLUTION
 
 def nonsat_d_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
     "Non-saturating (cross-entropy) discriminator loss ½(E[softplus(−d_real)] + E[softplus(d_fake)])."
@@ -76,9 +80,11 @@ def adaptive_gan_weight(rec_loss: torch.Tensor,        # reconstruction (+ perce
                         max_weight: float = 1e4        # upper clamp
                        ) -> torch.Tensor:
     "‖∇rec‖ / (‖∇gan‖ + δ) at `last_layer`, clamped to [0, max_weight] and detached (Esser et al. 2021, eq. 7)."
+    ### BEGIN SOLUTION
     rec_grad = torch.autograd.grad(rec_loss, last_layer, retain_graph=True)[0]
     g_grad = torch.autograd.grad(g_loss, last_layer, retain_graph=True)[0]
     return (rec_grad.norm() / (g_grad.norm() + delta)).clamp(0.0, max_weight).detach()
+    ### END SOLUTION
 
 # %% ../nbs/11_vqgan.ipynb #34ef463c
 class GANWeightSchedule:
