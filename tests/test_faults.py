@@ -307,3 +307,19 @@ def test_resuming_with_another_thread_count_warns(tmp_path):
         torch.set_num_threads(1)
         with pytest.warns(UserWarning, match="saved with 2.*OMP_NUM_THREADS=2"): trainer().load(tr.run_dir / "last.ckpt")
     finally: torch.set_num_threads(n)
+
+def test_fit_goes_on_after_a_caught_interrupt(tmp_path):
+    "In a notebook, Ctrl-C raises RunInterrupted; running fit again continues from there instead of stopping at once."
+    from torch import nn
+    from vae_course.training import RunInterrupted
+    class CtrlCAt(Callback):
+        def after_step(self, t):
+            if t.step == 2 and not getattr(self, "sent", False): self.sent = True; os.kill(os.getpid(), signal.SIGINT)
+    imgs = torch.randint(0, 256, (32, 3, 8, 8), dtype=torch.uint8)
+    cfg = TrainConfig(out_dir=str(tmp_path), device="cpu", tier="cpu", batch_size=8, amp="none", progress=False, tensorboard=False,
+                      epochs=None, max_steps=6)
+    tr = Trainer(nn.Conv2d(3, 3, 1), InMemoryLoader(imgs, 8, device="cpu"), None, cfg, callbacks=[CtrlCAt()])
+    with pytest.raises(RunInterrupted, match="SIGINT at step 2"): tr.fit()
+    assert load_checkpoint(tr.run_dir / "last.ckpt")["step"] == 2
+    tr.fit()
+    assert tr.step == 6

@@ -575,6 +575,7 @@ def _optimizer_step(self: Trainer):
     checks += [b.isfinite().all() for b in self._float_buffers()]
     if checks and not bool(torch.stack(checks).all()):                 # the one host sync per step
         for opt in self.optimizers.values(): opt.zero_grad(set_to_none=True)
+        if self.scaler: self.scaler.update()          # unscale_ ran: the scaler must close this step too
         return self._nonfinite()
     for opt in self.optimizers.values(): (self.scaler.step(opt) if self.scaler else opt.step())
     if self.scaler: self.scaler.update()
@@ -741,7 +742,7 @@ def _trainer_fit(self: Trainer, resume=None) -> "Trainer":
     with run_lock(self.run_dir) if self.main else contextlib.nullcontext(), _stop_signals(self):
         if self.main and self.resumed_from is not None: remove_stale_temps(self.run_dir)   # litter of a save that was killed
         self._sums, self._n_images, self._t_log, self._t0 = {}, 0, time.perf_counter(), time.perf_counter()
-        self.should_stop = False
+        self.should_stop, self._interrupt = False, None
         try:
             self.callback("before_fit")
             while not self.should_stop and not self._interrupt and (self.cfg.epochs is None or self.epoch < self.cfg.epochs):
