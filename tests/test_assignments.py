@@ -1,7 +1,7 @@
 """The exercises both ways, through nbgrader: the student versions hold stubs and no solution or hidden test;
 graded as released every exercise scores zero (no check is vacuous); the complete chapters score full marks; and a
 chapter with one exercise stubbed loses exactly that exercise's points while the rest of it still runs."""
-import json, re, subprocess, sys
+import json, os, re, subprocess, sys
 from pathlib import Path
 import pytest
 from vae_course.assignments import exercise_chapters, exercises, release, _RUNNER, _scores, _nbg, course_nbs
@@ -21,7 +21,9 @@ def stub_exercise(nb: dict, exercise: str) -> dict:
 PARTIAL = ("02_blocks", "11_vqgan")          # chapters graded once more with their first exercise stubbed (fast ones)
 
 def _autograde_in_background(course: Path, calls: list) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", _RUNNER, str(course), json.dumps(calls)], cwd=course,
+    "The grading process, with a PATH that lacks this environment's bin/ (as when the venv is not activated)."
+    env = {**os.environ, "PATH": "/usr/bin:/bin"}
+    return subprocess.Popen([sys.executable, "-c", _RUNNER, str(course), json.dumps(calls)], cwd=course, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 @pytest.fixture(scope="module")

@@ -64,3 +64,20 @@ def test_explorer_widgets_respond(tmp_path):
         from vae_course.recipes import load_recipe, run_recipe
         run = run_recipe(load_recipe("anime_vq", tier="smoke", steps=1, out_dir=str(tmp_path / "vq")), log=lambda *a: None)
         load_explorer_model(run)
+
+NOTEBOOKS = sorted(p.name for p in (ROOT / "nbs").glob("*.ipynb"))
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_docs_processing_passes(name, tmp_path, monkeypatch):
+    """nbdev's doc processing, offline and without Quarto (what `nbdev_docs` runs first, from the repository root):
+    the show-doc processor executes every cell with an import, so such a cell must not need a cell it skips."""
+    import warnings
+    from nbdev.serve_drv import main as process
+    from nbdev.processors import FilterDefaults
+    monkeypatch.chdir(ROOT)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        process((ROOT / "nbs" / name, tmp_path / name, FilterDefaults))
+    assert (tmp_path / name).is_file()
+    mixed = [str(x.message) for x in w if "imports and other code" in str(x.message)]
+    if not name.startswith("train_"): assert not mixed, mixed[0][:500]

@@ -50,7 +50,8 @@ def _config(course: Path) -> Path:
 
 # %% ../nbs/18_assignments.ipynb #eb6ae7d1
 _RUNNER = """
-import json, sys
+import json, os, sys
+os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")   # nbgrader runs `alembic` from there
 from nbgrader.apps import NbGraderAPI
 from nbgrader.coursedir import CourseDirectory
 api = NbGraderAPI(coursedir=CourseDirectory(root=sys.argv[1], course_id="vae_course"))
