@@ -75,3 +75,9 @@ def test_same_entry_under_torchrun(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.count("x 2 processes") == 1, r.stdout[-2000:]          # only rank 0 prints
     assert [p.name for p in tmp_path.iterdir()] == ["ddp"] and _metrics(tmp_path / "ddp")["step"] == 2
+
+def test_param_and_parameter_are_one_option_in_both_commands():
+    "train took --param and batch --parameter; each now takes both (and -p)."
+    for flag in ("-p", "--param", "--parameter"):
+        assert _parser().parse_args(["train", flag, "lr", "1e-4"]).param == [["lr", "1e-4"]]
+        assert _parser().parse_args(["batch", "nb.ipynb", flag, "lr", "1e-4"]).parameter == [["lr", "1e-4"]]

@@ -175,7 +175,7 @@ def add_batch_args(p):
     p.add_argument("notebook", help="parameterized notebook to execute, e.g. nbs/train_vae.ipynb")
     p.add_argument("--tiers", nargs="+", default=["cpu"], help="hardware tiers (cpu low mid high auto)")
     p.add_argument("--recipes", nargs="+", default=["default"], help="recipe names or YAML files")
-    p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+    p.add_argument("-p", "--param", "--parameter", dest="parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="extra parameter for every run (value parsed as YAML)")
     p.add_argument("--out", default="runs/batch", help="output folder (one sub-folder per run)")
     p.add_argument("--rerun", action="store_true", help="execute complete runs again")

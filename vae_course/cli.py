@@ -99,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, help="peak learning rate")
     t.add_argument("--name", help="run name (default: the recipe's)")
     t.add_argument("--progress", action="store_true", help="show a tqdm bar")
-    t.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+    t.add_argument("-p", "--param", "--parameter", dest="param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="any parameter of vae_course.recipes.PARAMS (value read as YAML)")
     add_batch_args(sub.add_parser("batch", help="execute a training notebook over tiers and recipes with papermill"))
     sub.add_parser("tiers", help="print the hardware tiers")
