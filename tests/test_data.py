@@ -67,3 +67,30 @@ def test_bad_arguments_say_what_to_do():
         OpenMoji(32, "test")
     with pytest.raises(ValueError, match="subset must be"):
         OpenMoji(32, subset="animals")
+
+
+def test_openmoji_validation_shares_no_drawing_with_training():
+    "The grouped split: no validation emoji has a variant (skin tone, gender, hair, man/woman/person) in training."
+    from vae_course.data import OpenMoji, openmoji_group
+    tr, va = OpenMoji(32, "train"), OpenMoji(32, "valid")
+    assert len(tr) + len(va) == len(OpenMoji(32, "all"))
+    assert {openmoji_group(n) for n in tr.names}.isdisjoint(openmoji_group(n) for n in va.names)
+    assert len({openmoji_group(n) for n in va.names}) >= 10
+
+def test_split_group_parameter(tmp_path):
+    from vae_course.recipes import load_recipe, run_recipe
+    import numpy as np, json
+    from PIL import Image
+    with pytest.raises(ValueError, match="'split_group' groups the files of data_source='folder'"):
+        load_recipe("default", tier="smoke", split_group="folder")
+    with pytest.raises(ValueError, match="neither 'folder' nor a regular expression"):
+        load_recipe("default", tier="smoke", data_source="folder", data_path=str(tmp_path), split_group="(bad")
+    for i in range(30):
+        for j in range(3):
+            d = tmp_path / "imgs" / f"scene{i}"; d.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.random.default_rng(i).integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(d / f"{j}.png")
+    run = run_recipe(load_recipe("default", tier="smoke", steps=2, image_size=32, channels=[8, 16], latent_dim=4, batch_size=4,
+                                 data_source="folder", data_path=str(tmp_path / "imgs"), split_group="folder",
+                                 out_dir=str(tmp_path / "run")), log=lambda *a: None)
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["params"]["split_group"] == "folder" and isinstance(m["train_psnr"], float) and isinstance(m["val_psnr"], float)

