@@ -281,7 +281,7 @@ def _tier_batch(p: dict) -> int:
 def _check_codebook_init(p: dict, cfg):
     "k-means initialises the codebook from the encoder outputs of the first batch: it needs at least K of them."
     if cfg.codebook_init != "kmeans": return
-    r, bs = cfg.img_size // 2 ** (len(cfg.channels) - 1), _tier_batch(p)
+    r, bs = cfg.arch().latent_res, _tier_batch(p)                      # the side of the code grid
     if bs * r * r < cfg.num_codes:
         raise ValueError(f"parameters 'batch_size', 'num_codes' do not fit: the codebook's k-means start needs num_codes={cfg.num_codes} "
                          f"encoder vectors from the first batch, but {bs} images x {r}x{r} code positions give {bs * r * r}; "
