@@ -109,3 +109,15 @@ def test_missing_lpips_weights_are_reported_not_replaced(monkeypatch):
     with pytest.warns(UserWarning, match="LPIPS not computed"):
         out = evaluate(build_vae("tiny", img_size=32), torch.rand(4, 3, 32, 32), pretrained=True)
     assert out["val_lpips"] is None and out["lpips_pretrained"] is False and "copy alexnet" in out["lpips_note"]
+
+def test_train_and_valid_psnr_side_by_side(tmp_path):
+    "metrics.json, the PSNR curve (csv and figure) and TensorBoard carry training PSNR next to validation PSNR, and TensorBoard the final metrics."
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    run = run_recipe(load_recipe("default", tier="smoke", steps=3, out_dir=str(tmp_path / "r")), log=lambda *a: None)
+    m = json.loads((run / "metrics.json").read_text())
+    assert isinstance(m["train_psnr"], float) and isinstance(m["val_psnr"], float)
+    assert all("train_psnr" in row for row in m["psnr_curve"])
+    assert "train_psnr" in (run / "psnr_curve.csv").read_text().splitlines()[0]
+    tags = set()
+    for ev in run.glob("events.out.tfevents*"): acc = EventAccumulator(str(ev)); acc.Reload(); tags |= set(acc.Tags()["scalars"])
+    assert {"valid/psnr", "train/psnr", "final/val_psnr", "final/train_psnr"} <= tags, sorted(tags)

@@ -502,19 +502,28 @@ def reconstruct(model, x: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
 def _seconds_so_far(rows: list[dict]) -> float: return rows[-1]["seconds"] if rows else 0.0
 
 class PSNRCurveCB(Callback):
-    "Validation PSNR of a fixed batch against wall-clock time, every `every_s` seconds and at the end."
+    "Validation PSNR of a fixed batch (and training PSNR of another) against wall-clock time, every `every_s` seconds and at the end; also to TensorBoard."
     order, main_only = 6, True
-    def __init__(self, x: torch.Tensor, every_s: float = 15.0): self.x, self.every_s, self.curve = x, every_s, []
+    def __init__(self, x: torch.Tensor, every_s: float = 15.0, train_x: torch.Tensor | None = None):
+        self.x, self.every_s, self.train_x, self.curve = x, every_s, train_x, []
     def before_fit(self, t):                                   # a resumed run goes on from its last point
         self.t0 = time.perf_counter() - _seconds_so_far(self.curve)
         self.next = _seconds_so_far(self.curve) + (self.every_s if self.curve else 0.0)
         self.x = self.x.to(t.device)
-    def _measure(self, t):
+        if self.train_x is not None: self.train_x = self.train_x.to(t.device)
+    def _psnr(self, t, x) -> float:
         from vae_course.metrics import psnr
         vr = t.raw_model.value_range
-        with t.autocast(): r = reconstruct(t.raw_model, t._prepare(self.x))
-        self.curve.append(dict(seconds=round(time.perf_counter() - self.t0, 2), step=t.step,
-                               psnr=round(psnr(_to01(r, vr), _to01(self.x, vr)).item(), 3)))
+        with t.autocast(): r = reconstruct(t.raw_model, t._prepare(x))
+        return round(psnr(_to01(r, vr), _to01(x, vr)).item(), 3)
+    def _measure(self, t):
+        row = dict(seconds=round(time.perf_counter() - self.t0, 2), step=t.step, psnr=self._psnr(t, self.x))
+        if self.train_x is not None: row["train_psnr"] = self._psnr(t, self.train_x)
+        self.curve.append(row)
+        tb = next((c.writer for c in t.cbs if hasattr(c, "writer")), None)   # TensorBoardCB's, when the run logs there
+        if tb is not None:
+            tb.add_scalar("valid/psnr", row["psnr"], t.step)
+            if "train_psnr" in row: tb.add_scalar("train/psnr", row["train_psnr"], t.step)
     def after_step(self, t):
         if time.perf_counter() - self.t0 >= self.next:
             self._measure(t); self.next = self.curve[-1]["seconds"] + self.every_s
@@ -672,13 +681,24 @@ def plot_losses(rows: list[dict], history: list[dict], path):
     _save_fig(fig, path)
 
 def plot_psnr_curve(curve: list[dict], path, target: float | None = 20.0):
-    "Validation PSNR (dB) against wall-clock minutes."
+    "Validation PSNR (dB) against wall-clock minutes, and training PSNR beside it: the gap is what the model has not learnt to generalise."
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(4, 2.5))
-    ax.plot([c["seconds"] / 60 for c in curve], [c["psnr"] for c in curve], "o-", ms=2)
+    minutes = [c["seconds"] / 60 for c in curve]
+    ax.plot(minutes, [c["psnr"] for c in curve], "o-", ms=2, label="validation")
+    if any("train_psnr" in c for c in curve):
+        ax.plot(minutes, [c.get("train_psnr", float("nan")) for c in curve], "o-", ms=2, label="training")
+        ax.legend(fontsize=7)
     if target: ax.axhline(target, color="gray", ls="--", lw=0.8)
-    ax.set_xlabel("minutes of training"); ax.set_ylabel("validation PSNR (dB)"); ax.grid(alpha=0.3)
+    ax.set_xlabel("minutes of training"); ax.set_ylabel("PSNR (dB)"); ax.grid(alpha=0.3)
     _save_fig(fig, path)
+
+def _final_to_tensorboard(metrics: dict, run_dir, step: int):
+    "The run's final metrics as `final/<name>` scalars next to its training curves."
+    from torch.utils.tensorboard import SummaryWriter
+    with SummaryWriter(str(run_dir)) as w:
+        for k, v in metrics.items():
+            if isinstance(v, float) and math.isfinite(v): w.add_scalar(f"final/{k}", v, step)
 
 def plot_usage(model, path):
     "The codebook usage of a VQ model during training (`vae_course.vq.plot_codebook_usage`)."
@@ -721,12 +741,13 @@ def write_artifacts(trainer: Trainer, p: dict, valid_x: torch.Tensor, train_x: t
     if psnr_curve:
         plot_psnr_curve(list(psnr_curve), run_dir / "psnr_curve.png", 20.0 if p["name"] == "default" else None)
         with open(run_dir / "psnr_curve.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=["seconds", "step", "psnr"]); w.writeheader(); w.writerows(psnr_curve)
+            w = csv.DictWriter(f, fieldnames=["seconds", "step", "psnr", "train_psnr"]); w.writeheader(); w.writerows(psnr_curve)
     base = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}
     summary = {k: base.get(k) for k in ("name", "finished", "step", "epoch", "n_skipped", "images_per_s", "wall_time_s") if k in base}
     out = dict(recipe=p["name"], tier=p["tier"], **summary, **m, train_seconds=base.get("wall_time_s"),
                params=p, psnr_curve=list(psnr_curve), train=base)
     write_json(out, run_dir / "metrics.json")
+    if trainer.cfg.tensorboard: _final_to_tensorboard(m, run_dir, trainer.step)
     return m
 
 # %% ../nbs/14_recipes.ipynb #f40615f9
@@ -793,7 +814,7 @@ def _train(p: dict, ckpt, run_dir: Path, callbacks, log) -> Path:
     quality = quality_net(p, _to01(first_images(train_ds, 512), model.value_range), run_dir, log, reuse=ckpt is not None) if p["quality_weight"] else None
     objective = build_objective(p, model, quality)
     valid_x, train_x = first_images(valid_ds, p["valid_images"]), first_images(train_ds, 256)
-    curve, losses = PSNRCurveCB(valid_x[:256], p["psnr_every_s"]), LossLogCB()
+    curve, losses = PSNRCurveCB(valid_x[:256], p["psnr_every_s"], train_x[:256]), LossLogCB()
     cbs = [curve, losses, PrintCB(log), *(callbacks or [])]
     if p["time_budget_min"]: cbs.append(TimeBudgetCB(p["time_budget_min"], anneal=p["lr_schedule"] == "time_cosine"))
     cfg.save_every_steps = step_checkpoints(p, train_dl, cfg.accum_steps)
