@@ -12,8 +12,8 @@ from torch import nn
 
 # %% auto #0
 __all__ = ['get_device', 'seed_everything', 'rng_state', 'set_rng_state', 'count_parameters', 'human_count',
-           'dataclass_from_dict', 'to_numpy_image', 'temp_path', 'write_json', 'new_run_dir', 'RunLockedError',
-           'run_lock', 'remove_stale_temps']
+           'dataclass_from_dict', 'to_numpy_image', 'temp_path', 'atomic_target', 'write_json', 'new_run_dir',
+           'RunLockedError', 'run_lock', 'remove_stale_temps']
 
 # %% ../nbs/00_core.ipynb #b1c06110
 def _mps_available() -> bool:
@@ -99,14 +99,20 @@ def temp_path(path) -> Path:
     path = Path(path)
     return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
 
-def write_json(obj, path) -> Path:
-    "Atomically write `obj` as JSON to `path` (a temporary file, then a rename); non-JSON values become strings."
+@contextlib.contextmanager
+def atomic_target(path):
+    "Yield a unique temporary name next to `path` to write; a block that ends without error renames it to `path`; it never stays behind."
     path = Path(path); tmp = temp_path(path)
     try:
-        tmp.write_text(json.dumps(obj, indent=1, default=str)); os.replace(tmp, path)
+        yield tmp
+        os.replace(tmp, path)                   # atomic on POSIX and Windows
     finally:
         if tmp.exists(): tmp.unlink()
-    return path
+
+def write_json(obj, path) -> Path:
+    "Atomically write `obj` as JSON to `path` (a temporary file, then a rename); non-JSON values become strings."
+    with atomic_target(path) as tmp: tmp.write_text(json.dumps(obj, indent=1, default=str))
+    return Path(path)
 
 # %% ../nbs/00_core.ipynb #bd4e0be1
 def new_run_dir(base) -> Path:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 import torch.distributed as dist
 from .core import (get_device, seed_everything, rng_state, set_rng_state, dataclass_from_dict, write_json,
-                             temp_path, new_run_dir, run_lock, remove_stale_temps)
+                             atomic_target, new_run_dir, run_lock, remove_stale_temps)
 from .data import to_unit
 
 # %% auto #0
@@ -282,9 +282,9 @@ class DiskFullError(OSError):
     "A checkpoint could not be written because the disk is full; the previous file of that name is intact."
 
 def _disk_full(e: BaseException) -> bool:
-    "Whether `e` is how torch or the OS says 'no space left' (torch: 'unexpected pos' / 'file write failed')."
+    "Whether `e` is how the OS, torch or safetensors says 'no space left' (torch: 'unexpected pos' / 'file write failed')."
     if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT): return True
-    return isinstance(e, RuntimeError) and any(s in str(e) for s in ("unexpected pos", "file write failed", "No space left"))
+    return any(s in str(e) for s in ("unexpected pos", "file write failed", "No space left"))
 
 def _disk_full_error(path: Path) -> DiskFullError:
     free = shutil.disk_usage(path.parent).free / 2**20
@@ -292,32 +292,29 @@ def _disk_full_error(path: Path) -> DiskFullError:
     return DiskFullError(errno.ENOSPC, f"the disk is full ({free:.0f} MB free): could not write {path}; {kept}. "
                          "Free some space, then resume the run from its folder")
 
+@contextlib.contextmanager
+def _run_file(path: Path):
+    "`core.atomic_target` for a run's files, with a full disk said plainly."
+    try:
+        with atomic_target(path) as tmp: yield tmp
+    except Exception as e:
+        if _disk_full(e): raise _disk_full_error(path) from None
+        raise
+
 def atomic_save(obj, path) -> Path:
     "`torch.save(obj, path)` through a temporary file and `os.replace`, so `path` is never half-written."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(path)
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush(); os.fsync(f.fileno())
-        os.replace(tmp, path)                     # atomic on POSIX and Windows
-    except (OSError, RuntimeError) as e:
-        if _disk_full(e): raise _disk_full_error(path) from None
-        raise
-    finally:
-        if tmp.exists(): tmp.unlink()
+    with _run_file(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush(); os.fsync(f.fileno())
     return path
 
 def atomic_copy(src, dst) -> Path:
     "Make `dst` the same file as the finished `src` (a hard link where the filesystem allows one), atomically."
     src, dst = Path(src), Path(dst)
-    tmp = temp_path(dst)
-    try:
+    with _run_file(dst) as tmp:
         try: os.link(src, tmp)                    # no bytes written; a later save of either name replaces only that name
         except OSError: shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    finally:
-        if tmp.exists(): tmp.unlink()
     return dst
 
 def _rng_to_plain(s: dict) -> dict:
@@ -375,16 +372,9 @@ def export_safetensors(model: nn.Module, path) -> Path:
     m = unwrap_model(model)
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in m.state_dict().items()}
-    tmp = temp_path(path)
-    try:
+    with _run_file(path) as tmp:
         save_file(tensors, str(tmp), metadata={"arch": json.dumps(model_arch(m), default=str)})
         os.chmod(tmp, 0o666 & ~_umask())         # safetensors creates 0600 files; give it the usual permissions
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as e:
-        if _disk_full(e) or "No space" in str(e): raise _disk_full_error(path) from None
-        raise
-    finally:
-        if tmp.exists(): tmp.unlink()
     return path
 
 def _umask() -> int:
