@@ -499,6 +499,12 @@ def reconstruct(model, x: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
     try: return torch.cat([model.reconstruct(b).float() for b in x.split(batch_size)])
     finally: model.train(was)
 
+def _recon_psnr(model, x: torch.Tensor) -> float:
+    "PSNR (dB) of `model`'s deterministic reconstructions of `x` (in its value range)."
+    from vae_course.metrics import psnr
+    vr = model.value_range
+    return psnr(_to01(reconstruct(model, x), vr), _to01(x, vr)).item()
+
 def _seconds_so_far(rows: list[dict]) -> float: return rows[-1]["seconds"] if rows else 0.0
 
 class PSNRCurveCB(Callback):
@@ -512,10 +518,7 @@ class PSNRCurveCB(Callback):
         self.x = self.x.to(t.device)
         if self.train_x is not None: self.train_x = self.train_x.to(t.device)
     def _psnr(self, t, x) -> float:
-        from vae_course.metrics import psnr
-        vr = t.raw_model.value_range
-        with t.autocast(): r = reconstruct(t.raw_model, t._prepare(x))
-        return round(psnr(_to01(r, vr), _to01(x, vr)).item(), 3)
+        with t.autocast(): return round(_recon_psnr(t.raw_model, t._prepare(x)), 3)
     def _measure(self, t):
         row = dict(seconds=round(time.perf_counter() - self.t0, 2), step=t.step, psnr=self._psnr(t, self.x))
         if self.train_x is not None: row["train_psnr"] = self._psnr(t, self.train_x)
@@ -608,12 +611,10 @@ def interpolation_grid(model, x: torch.Tensor, pairs: int = 3, steps: int = 8) -
     return torch.cat(rows)
 
 # %% ../nbs/14_recipes.ipynb #4c025fb8
-def _train_psnr(model, train_x, vr) -> dict:
-    "PSNR on training images and the gap to validation: how much of the validation number is generalisation."
+def _train_psnr(model, train_x) -> dict:
+    "PSNR on training images, to stand beside the validation PSNR (their gap is what does not generalise)."
     if train_x is None: return {}
-    from vae_course.metrics import psnr
-    t = train_x.to(next(model.parameters()).device).float()
-    return dict(train_psnr=psnr(_to01(reconstruct(model, t), vr), _to01(t, vr)).item())
+    return dict(train_psnr=_recon_psnr(model, train_x.to(next(model.parameters()).device).float()))
 
 @torch.no_grad()
 def evaluate(model, x: torch.Tensor, train_x: torch.Tensor | None = None, pretrained: bool = True) -> dict:
@@ -628,7 +629,7 @@ def evaluate(model, x: torch.Tensor, train_x: torch.Tensor | None = None, pretra
     x01, r01 = _to01(x, vr), _to01(r, vr)
     side = min(x.shape[-2:])
     scales = max(1, min(5, int(math.log2(side / 11)) + 1))
-    out = dict(val_psnr=M.psnr(r01, x01).item(), **_train_psnr(model, train_x, vr),
+    out = dict(val_psnr=M.psnr(r01, x01).item(), **_train_psnr(model, train_x),
                val_ssim=M.ssim(r01, x01, win_size=min(11, side - (side + 1) % 2)).item(),
                val_ms_ssim=M.ms_ssim(r01, x01, weights=M.MS_SSIM_WEIGHTS[:scales]).item() if scales > 1 else None,
                val_sharpness=M.sharpness(r01).item(), data_sharpness=M.sharpness(x01).item())
