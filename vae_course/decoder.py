@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from .blocks import *
-from .encoder import VAEConfig, run_blocks, _classic_block, _get
+from .encoder import VAEConfig, run_blocks, _classic_block, _get, latent_head
 from .core import count_parameters, human_count
 
 # %% auto #0
@@ -83,11 +83,11 @@ def decoder_trunk(cfg) -> nn.ModuleList:
 
 # %% ../nbs/04_decoder.ipynb #78d55d28
 class Decoder(nn.Module):
-    "p(x|z): Linear -> (C, r, r) -> upsampling trunk -> conv to image channels (+ log-variance channels)."
+    "p(x|z): Linear (or GridConv) -> (C, r, r) -> upsampling trunk -> conv to image channels (+ log-variance channels)."
     def __init__(self, cfg: VAEConfig):
         super().__init__()
         self.cfg, self.shape = cfg, (cfg.channels[-1], cfg.latent_res, cfg.latent_res)
-        self.fc = nn.Linear(cfg.latent_dim, math.prod(self.shape))
+        self.fc = latent_head(cfg, trunk_to_latent=False)                               # Linear, or a GridConv
         self.blocks = decoder_trunk(cfg)
         self.head = nn.Conv2d(cfg.channels[0], cfg.in_ch * (2 if cfg.learned_variance else 1), 3, padding=1)
 

@@ -13,7 +13,7 @@ from .blocks import *
 from .core import count_parameters, human_count
 
 # %% auto #0
-__all__ = ['VAEConfig', 'encoder_trunk', 'run_blocks', 'Encoder', 'SpatialEncoder']
+__all__ = ['VAEConfig', 'encoder_trunk', 'run_blocks', 'GridConv', 'latent_head', 'Encoder', 'SpatialEncoder']
 
 # %% ../nbs/03_encoder.ipynb #5459b8e8
 _OUTPUTS, _UPSAMPLES = ("sigmoid", "tanh", "none"), ("upsample", "transposed")
@@ -33,7 +33,8 @@ class VAEConfig:
     attention_res: tuple = ()           # feature-map sizes in px that get a SelfAttention block, e.g. (16,)
     attention_heads: int = 1            # heads of those attention blocks
     grad_checkpointing: bool = False    # recompute each block's activations in backward (less memory, ~30% slower)
-    latent_ch: int = 4                  # channels of the C x H x W latent of SpatialEncoder / SpatialDecoder
+    latent_ch: int = 4                  # channels of a spatial latent (and of SpatialEncoder / SpatialDecoder)
+    latent: str = "flat"                # 'flat': Linear heads to d numbers; 'spatial': a (latent_ch, r, r) grid, d = latent_ch r²
 
     def __post_init__(self):
         self.channels, self.attention_res = list(self.channels), tuple(self.attention_res)
@@ -47,6 +48,8 @@ class VAEConfig:
         if self.img_size % f:
             raise ValueError(f"img_size={self.img_size} must be a multiple of {f} for {self.n_down} downsamplings "
                              f"(channels={self.channels}, block={self.block!r}); change img_size or the number of levels")
+        if self.latent not in ("flat", "spatial"): raise ValueError(f"unknown latent {self.latent!r}; choose 'flat' or 'spatial'")
+        if self.latent == "spatial": self.latent_dim = self.latent_ch * self.latent_res ** 2   # the grid, read as a vector
 
     @property
     def classic(self) -> bool: return self.block in CLASSIC_BLOCKS
@@ -92,13 +95,26 @@ def run_blocks(blocks: nn.ModuleList,   # the blocks to apply in order
     return x
 
 # %% ../nbs/03_encoder.ipynb #64c8b717
+class GridConv(nn.Module):
+    "A 3x3 convolution between flat vectors that hold `(in_ch, r, r)` grids: `(B, in_ch·r²) -> (B, out_ch·r²)`."
+    def __init__(self, in_ch: int, out_ch: int, r: int):
+        super().__init__()
+        self.in_ch, self.r, self.conv = in_ch, r, nn.Conv2d(in_ch, out_ch, 3, padding=1)
+    def forward(self, v: torch.Tensor) -> torch.Tensor: return self.conv(v.view(-1, self.in_ch, self.r, self.r)).flatten(1)
+
+def latent_head(cfg, trunk_to_latent: bool = True) -> nn.Module:
+    "The map between the trunk's `(C, r, r)` features (flattened) and z: Linear for a flat latent, `GridConv` for a spatial one."
+    C, r = cfg.channels[-1], cfg.latent_res
+    if cfg.latent == "spatial":
+        return GridConv(C, cfg.latent_ch, r) if trunk_to_latent else GridConv(cfg.latent_ch, C, r)
+    return nn.Linear(C * r * r, cfg.latent_dim) if trunk_to_latent else nn.Linear(cfg.latent_dim, C * r * r)
+
 class Encoder(nn.Module):
-    "q(z|x): conv trunk -> flatten -> separate Linear heads for μ and log σ²."
+    "q(z|x): conv trunk -> flatten -> separate heads for μ and log σ² (Linear, or `GridConv` for a spatial latent)."
     def __init__(self, cfg: VAEConfig):
         super().__init__()
         self.cfg, self.blocks = cfg, encoder_trunk(cfg)
-        flat = cfg.channels[-1] * cfg.latent_res ** 2
-        self.mu, self.logvar = nn.Linear(flat, cfg.latent_dim), nn.Linear(flat, cfg.latent_dim)
+        self.mu, self.logvar = latent_head(cfg), latent_head(cfg)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         "(B, in_ch, S, S) -> (μ, log σ²), each (B, latent_dim)."

@@ -15,9 +15,11 @@ from torch.distributions import Normal, kl_divergence
 from .losses import LPIPSLoss, load_torchvision_model, WeightsUnavailableError, IMAGENET_MEAN, IMAGENET_STD
 
 # %% auto #0
-__all__ = ['MS_SSIM_WEIGHTS', 'mse', 'psnr', 'ssim', 'ms_ssim', 'lpips_metric', 'sharpness', 'dequantize',
-           'discretized_gaussian_log_likelihood', 'calibrated_obs_logvar', 'bits_per_dim', 'iwae_bits_per_dim',
-           'posterior_means', 'model_active_units', 'frechet_distance', 'inception_features', 'fid']
+__all__ = ['MS_SSIM_WEIGHTS', 'FEATURE_SIZE', 'FEATURE_VERSION', 'mse', 'psnr', 'ssim', 'ms_ssim', 'lpips_metric', 'sharpness',
+           'dequantize', 'discretized_gaussian_log_likelihood', 'calibrated_obs_logvar', 'bits_per_dim',
+           'iwae_bits_per_dim', 'posterior_means', 'model_active_units', 'frechet_distance', 'inception_features',
+           'fid', 'EmojiFeatureNet', 'train_feature_net', 'emoji_feature_net', 'emoji_features', 'kid',
+           'precision_recall', 'sample_metrics']
 
 # %% ../nbs/09_metrics.ipynb #613ee16a
 def _per_image(v: torch.Tensor, reduction: str) -> torch.Tensor:
@@ -273,3 +275,126 @@ def fid(real: torch.Tensor, fake: torch.Tensor,
     fr, ff = feature_fn(real), feature_fn(fake)
     if min(len(fr), len(ff)) < 2: raise ValueError("FID needs at least 2 images per set (and thousands for a meaningful value)")
     return frechet_distance(*_stats(fr), *_stats(ff)).item()
+
+# %% ../nbs/09_metrics.ipynb #3b489e02
+FEATURE_SIZE = 32          # the feature network sees 32 px images: shape and colour, not pixel noise
+FEATURE_VERSION = 1        # bump when the network or its training changes: the cache name follows it
+
+class EmojiFeatureNet(nn.Module):
+    "A small CNN whose pooled penultimate layer embeds images: `(B, 3, H, W)` in [0, 1] -> `(B, dim)` features."
+    def __init__(self, n_classes: int, widths=(16, 32, 64, 128), dim: int = 128):
+        super().__init__()
+        layers, c = [], 3
+        for w in widths:                                                   # 32 -> 16 -> 8 -> 4 -> 2 px
+            layers += [nn.Conv2d(c, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(), nn.MaxPool2d(2)]
+            c = w
+        self.trunk, self.embed = nn.Sequential(*layers), nn.Linear(c, dim)
+        self.head = nn.Linear(dim, n_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        "Images in [0, 1] at any size -> `(B, dim)` embeddings (area-resized to 32 px)."
+        if x.shape[-1] != FEATURE_SIZE: x = F.interpolate(x, size=(FEATURE_SIZE, FEATURE_SIZE), mode="area")
+        return self.embed(self.trunk((x - 0.5) / 0.25).mean((2, 3)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor: return self.head(F.relu(self.features(x)))
+
+def _shift_and_flip(x: torch.Tensor, g: torch.Generator, pad: int = 3) -> torch.Tensor:
+    "Random horizontal flips and shifts of up to `pad` px (white border): the augmentation that keeps a drawing a drawing."
+    B, _, H, W = x.shape
+    x = torch.where((torch.rand(B, generator=g) < 0.5)[:, None, None, None], x.flip(-1), x)
+    x = F.pad(x, (pad,) * 4, value=1.0)
+    dy, dx = torch.randint(0, 2 * pad + 1, (2, B), generator=g).tolist()
+    return torch.stack([x[i, :, dy[i]:dy[i] + H, dx[i]:dx[i] + W] for i in range(B)])
+
+def train_feature_net(images: torch.Tensor,    # (N, 3, 32, 32) in [0, 1]
+                      labels: torch.Tensor,    # (N,) class of each image: the drawing it shows
+                      epochs: int = 12, batch_size: int = 128, lr: float = 3e-3, seed: int = 0, log=None) -> EmojiFeatureNet:
+    "Train an `EmojiFeatureNet` to tell the drawings apart under flips and shifts; returns it in eval mode."
+    torch.manual_seed(seed); g = torch.Generator().manual_seed(seed)
+    net = EmojiFeatureNet(int(labels.max()) + 1)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=5e-4)
+    steps = epochs * (len(images) // batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps)
+    for epoch in range(epochs):
+        perm, correct = torch.randperm(len(images), generator=g), 0
+        for i in range(len(images) // batch_size):
+            idx = perm[i * batch_size:(i + 1) * batch_size]
+            logits = net(_shift_and_flip(images[idx], g))
+            loss = F.cross_entropy(logits, labels[idx])
+            opt.zero_grad(); loss.backward(); opt.step(); sched.step()
+            correct += (logits.argmax(1) == labels[idx]).sum().item()
+        if log: log(f"feature net epoch {epoch + 1}/{epochs}: loss {loss.item():.3f}, accuracy {correct / (i + 1) / batch_size:.2f}")
+    return net.eval()
+
+def emoji_feature_net(cache: bool = True, log=print) -> EmojiFeatureNet:
+    "The course's feature network: trained once on all ~4,400 OpenMoji emoji (one class per drawing), cached under `data/`."
+    from safetensors.torch import load_file, save_file
+    from vae_course.data import data_dir, render_openmoji, openmoji_group
+    from vae_course.core import atomic_target
+    names, imgs = render_openmoji(FEATURE_SIZE, subset="all")
+    groups = sorted({openmoji_group(n) for n in names})
+    path = data_dir() / f"emoji_features_v{FEATURE_VERSION}.safetensors"
+    if cache and path.is_file():
+        net = EmojiFeatureNet(len(groups)); net.load_state_dict(load_file(str(path))); return net.eval()
+    if log: log(f"training the course's feature network on {len(names)} emoji ({len(groups)} drawings); once, then cached in {path}")
+    x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255                       # (N, 3, 32, 32)
+    y = torch.tensor([groups.index(openmoji_group(n)) for n in names])
+    net = train_feature_net(x, y, log=log)
+    if cache:
+        with atomic_target(path) as tmp: save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp))
+    return net
+
+_FEATURE_NETS: dict = {}
+
+@torch.no_grad()
+def emoji_features(x: torch.Tensor, value_range=(0, 1), batch_size: int = 256) -> torch.Tensor:
+    "Features of the course's `emoji_feature_net` for images `x` in `value_range`: `(N, 128)`."
+    if "emoji" not in _FEATURE_NETS: _FEATURE_NETS["emoji"] = emoji_feature_net()
+    net = _FEATURE_NETS["emoji"]
+    lo, hi = value_range
+    return torch.cat([net.features(((b.float().cpu() - lo) / (hi - lo)).clamp(0, 1)) for b in x.split(batch_size)])
+
+
+# %% ../nbs/09_metrics.ipynb #99db1ba1
+def kid(f_real: torch.Tensor, f_fake: torch.Tensor, subset_size: int = 100, n_subsets: int = 50, seed: int = 0) -> tuple[float, float]:
+    "Kernel inception distance (Bińkowski et al. 2018): unbiased MMD² with the cubic kernel, mean and std over random subsets."
+    fr, ff = f_real.double(), f_fake.double()
+    m = min(subset_size, len(fr), len(ff))
+    if m < 2: raise ValueError("KID needs at least 2 feature vectors per set")
+    d, g = fr.shape[1], torch.Generator().manual_seed(seed)
+    k = lambda a, b: (a @ b.T / d + 1) ** 3
+    vals = []
+    for _ in range(n_subsets):
+        a, b = fr[torch.randperm(len(fr), generator=g)[:m]], ff[torch.randperm(len(ff), generator=g)[:m]]
+        kaa, kbb = k(a, a), k(b, b)
+        off = lambda K: (K.sum() - K.diagonal().sum()) / (m * (m - 1))                  # leave out k(x, x)
+        vals.append(off(kaa) + off(kbb) - 2 * k(a, b).mean())
+    v = torch.stack(vals)
+    return v.mean().item(), v.std().item()
+
+def _knn_radii(f: torch.Tensor, k: int) -> torch.Tensor:
+    "Distance from each point to its k-th nearest neighbour in the same set (itself excluded)."
+    return torch.cdist(f, f).kthvalue(k + 1, dim=1).values
+
+def precision_recall(f_real: torch.Tensor, f_fake: torch.Tensor, k: int = 3) -> tuple[float, float]:
+    "Improved precision and recall (Kynkäänniemi et al. 2019): the share of fakes inside the real k-NN manifold, and vice versa."
+    fr, ff = f_real.double(), f_fake.double()
+    if min(len(fr), len(ff)) <= k: raise ValueError(f"precision/recall with k={k} needs more than {k} feature vectors per set")
+    inside = lambda pts, ref, r: (torch.cdist(pts, ref) <= r[None]).any(1).double().mean().item()
+    return inside(ff, fr, _knn_radii(fr, k)), inside(fr, ff, _knn_radii(ff, k))
+
+def sample_metrics(real: torch.Tensor,          # reference images (e.g. the training set), in value_range
+                   fake: torch.Tensor,          # images to judge (samples, or held-out real images as a baseline)
+                   features="emoji",            # 'emoji' (the course's offline network), 'inception' (FID proper) or a callable
+                   value_range=(0, 1), k: int = 3, pretrained: bool = True) -> dict:
+    "Fréchet distance, KID and k-NN precision/recall of `fake` against `real` in one feature space, as a dict."
+    if callable(features): fn = features
+    elif features == "emoji": fn = lambda t: emoji_features(t, value_range)
+    elif features == "inception": fn = lambda t: inception_features(t, pretrained, value_range)
+    else: raise ValueError(f"unknown features {features!r}; choose 'emoji', 'inception' or pass a callable images -> (N, F)")
+    fr, ff = fn(real), fn(fake)
+    if min(len(fr), len(ff)) < 2: raise ValueError("sample metrics need at least 2 images per set (hundreds for stable values)")
+    p, r = precision_recall(fr, ff, k)
+    km, ks = kid(fr, ff)
+    return dict(fd=frechet_distance(*_stats(fr), *_stats(ff)).item(), kid=km, kid_std=ks, precision=p, recall=r)
+
