@@ -4,7 +4,7 @@ chapter with one exercise stubbed loses exactly that exercise's points while the
 import json, os, re, subprocess, sys
 from pathlib import Path
 import pytest
-from vae_course.assignments import exercise_chapters, exercises, release, _RUNNER, _scores, _nbg, course_nbs
+from vae_course.assignments import exercise_chapters, exercises, release, assignment_source, _RUNNER, _scores, _nbg, course_nbs
 
 STUB = "# YOUR CODE HERE\nraise NotImplementedError()"
 
@@ -39,8 +39,9 @@ def graded(tmp_path_factory):
         calls = []
         for ch, st in zip(group, release(course, [c.stem for c in group])):
             course_of[ch.stem], students[ch.stem] = course, st
-            subs = {"released": json.loads(st.read_text()), "complete": json.loads(ch.read_text())}
-            if ch.stem in PARTIAL: subs["one_stubbed"] = stub_exercise(json.loads(ch.read_text()), exercises(ch)[0]["exercise"])
+            # a learner submits the released notebook filled in: the chapter without its slow (nbdev-only) cells
+            subs = {"released": json.loads(st.read_text()), "complete": assignment_source(ch)}
+            if ch.stem in PARTIAL: subs["one_stubbed"] = stub_exercise(assignment_source(ch), exercises(ch)[0]["exercise"])
             for who, nb in subs.items():
                 dest = course / "submitted" / who / ch.stem / ch.name
                 dest.parent.mkdir(parents=True, exist_ok=True); dest.write_text(json.dumps(nb))

@@ -6,7 +6,7 @@ from vae_course.cli import main, train_params, _parser
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-SMOKE = ["--recipe", "default", "--tier", "smoke", "--size", "32", "-p", "channels", "[8, 16]", "-p", "latent_dim", "8"]
+SMOKE = ["--recipe", "default", "--tier", "smoke", "--size", "32", "-p", "channels", "[8, 16]", "-p", "latent_ch", "1"]
 
 def _metrics(run: Path) -> dict: return json.loads((run / "metrics.json").read_text())
 

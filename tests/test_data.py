@@ -89,7 +89,7 @@ def test_split_group_parameter(tmp_path):
         for j in range(3):
             d = tmp_path / "imgs" / f"scene{i}"; d.mkdir(parents=True, exist_ok=True)
             Image.fromarray(np.random.default_rng(i).integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(d / f"{j}.png")
-    run = run_recipe(load_recipe("default", tier="smoke", steps=2, image_size=32, channels=[8, 16], latent_dim=4, batch_size=4,
+    run = run_recipe(load_recipe("default", tier="smoke", steps=2, image_size=32, channels=[8, 16], latent_ch=1, batch_size=4,
                                  data_source="folder", data_path=str(tmp_path / "imgs"), split_group="folder",
                                  out_dir=str(tmp_path / "run")), log=lambda *a: None)
     m = json.loads((run / "metrics.json").read_text())

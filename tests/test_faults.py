@@ -14,8 +14,8 @@ from vae_course.training import Trainer, TrainConfig, Callback, load_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-TINY = dict(tier="smoke", image_size=32, channels=[8, 16], latent_dim=8)      # the default recipe, as small as it gets
-CLI_TINY = ["--recipe", "default", "--tier", "smoke", "--size", "32", "-p", "channels", "[8, 16]", "-p", "latent_dim", "8"]
+TINY = dict(tier="smoke", image_size=32, channels=[8, 16], latent_ch=1)      # the default recipe, as small as it gets
+CLI_TINY = ["--recipe", "default", "--tier", "smoke", "--size", "32", "-p", "channels", "[8, 16]", "-p", "latent_ch", "1"]
 quiet = lambda *a, **k: None
 
 def _metrics(run: Path) -> dict: return json.loads((run / "metrics.json").read_text())
@@ -242,7 +242,7 @@ def test_bad_input_is_refused_before_training(tmp_path, capsys, args, msg):
 def test_batch_takes_any_recipe_parameter_and_suggests_for_typos(tmp_path, capsys):
     nb = str(ROOT / "nbs" / "train_vae.ipynb")
     argv = ["batch", nb, "--tiers", "smoke", "-p", "kl_weight", "0.1", "-p", "image_size", "32", "-p", "channels", "[8, 16]",
-            "-p", "latent_dim", "8", "-p", "steps", "2", "--out", str(tmp_path)]
+            "-p", "latent_ch", "1", "-p", "steps", "2", "--out", str(tmp_path)]
     assert main(argv) == 0
     assert _metrics(tmp_path / "default_smoke")["params"]["kl_weight"] == 0.1
     code, err = _exit_with(["batch", nb, "-p", "kl_wieght", "0.1", "--out", str(tmp_path / "x")], capsys)

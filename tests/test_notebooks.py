@@ -52,8 +52,9 @@ def test_batch_over_two_tiers(tmp_path):
 def test_explorer_widgets_respond(tmp_path):
     "The latent explorer over a model trained by run_recipe: moving each control changes the picture it drives."
     from vae_course.explore import load_explorer_model, LatentExplorer
-    model, images = load_explorer_model(None, steps=60, out_dir=tmp_path / "tiny")
-    ex = LatentExplorer(model, images[:16], k=3)
+    model, images, sampler = load_explorer_model(None, steps=60, out_dir=tmp_path / "tiny")
+    assert sampler is not None, "a run saves its fitted Gaussian, and the explorer finds it"
+    ex = LatentExplorer(model, images[:16], k=3, sampler=sampler)
     for control, value, view in [(ex.b, 7, "interp_view"), (ex.mode, "slerp", "interp_view"),
                                  (ex.temperature, 0.4, "sample_view"), (ex.seed, 3, "sample_view"),
                                  (ex.amounts[0], 2.5, "dir_view"), (ex.a, 4, "dir_view")]:
@@ -81,3 +82,22 @@ def test_docs_processing_passes(name, tmp_path, monkeypatch):
     assert (tmp_path / name).is_file()
     mixed = [str(x.message) for x in w if "imports and other code" in str(x.message)]
     if not name.startswith("train_"): assert not mixed, mixed[0][:500]
+
+def test_explorer_finds_runs_from_nbs(monkeypatch):
+    "JupyterLab's kernels run in nbs/, `make train` writes runs/ at the root: a relative run path works from both."
+    from vae_course.explore import find_run
+    monkeypatch.chdir(ROOT / "nbs")
+    assert find_run("nbs/recipes") == ROOT / "nbs" / "recipes"          # not under nbs/, found under the root
+    assert find_run("recipes") == Path("recipes")                        # under the working directory: as given
+    with pytest.raises(FileNotFoundError, match="make train"): find_run("runs/no_such_run")
+
+CHAPTERS = sorted(p.name for p in (ROOT / "nbs").glob("[0-9][0-9]_*.ipynb"))
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_chapter_is_committed_executed(name):
+    "Every numbered chapter opens with its figures and numbers, without temporary paths that change every run."
+    cells = json.loads((ROOT / "nbs" / name).read_text())["cells"]
+    outputs = [o for c in cells if c["cell_type"] == "code" for o in c.get("outputs", [])]
+    assert outputs, f"{name} has no outputs: execute it top to bottom in a fresh kernel, then run nbdev_clean, and commit it"
+    text = json.dumps(outputs)
+    assert "/tmp/tmp" not in text and "0x7f" not in text, f"{name}: an output shows a temporary path or a memory address"

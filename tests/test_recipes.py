@@ -36,6 +36,11 @@ def test_smoke_run_of_every_recipe(name, tmp_path):
         assert "val_kl" not in m
     else:
         assert m["val_kl"] > 0 and m["val_bits_per_dim"] > 0
+        for kind in ("prior", "gaussian", "gmm"):                      # every VAE run reports generation
+            assert f"samples_{kind}.png" in names
+            assert all(isinstance(m[f"gen_{kind}_{k}"], float) for k in ("fd", "kid", "precision", "recall", "nearest_psnr"))
+        assert {"sampler_gaussian.safetensors", "sampler_gmm.safetensors"} <= names
+        assert isinstance(m["gen_real_precision"], float) and "feature space" in m["gen_note"]
     if name == "anime_vq":
         assert m["train"]["last"]["valid_gan_factor"] > 0 and "valid_g_loss" in m["train"]["last"]  # VQ-GAN by now
         assert "prior.safetensors" in names and m["vq_samples"].startswith("autoregressive code prior")
@@ -75,6 +80,7 @@ def test_reference_configurations():
     (dict(data_source="folder"), ["'data_path' is needed"]),
     (dict(image_size=50), ["'image_size'", "multiple of"]),
     (dict(preset="vanila"), ["parameter 'preset'", "vanilla"]),
+    (dict(latent_dim=256), ["'latent_dim' is set but latent='spatial'", "set latent_ch"]),
 ])
 def test_bad_parameters_are_named(bad, words):
     with pytest.raises(ValueError) as e: load_recipe("default", **bad)
@@ -92,6 +98,8 @@ def test_real_folder_and_time_budget(tmp_path):
     run = run_recipe(p, log=lambda *a: None)
     m = json.loads((run / "metrics.json").read_text())
     assert m["step"] >= 1 and m["wall_time_s"] < 60
+    assert "gen_gaussian_fd" not in m and "OpenMoji" in m["gen_note"]   # the feature network knows emoji only: said, not faked
+    assert (run / "sampler_gaussian.safetensors").is_file() and "gen_gaussian_nearest_psnr" in m
     model = load_model(run)
     x = torch.rand(2, 3, 32, 32)
     assert reconstruct(model, x).shape == x.shape
@@ -121,3 +129,29 @@ def test_train_and_valid_psnr_side_by_side(tmp_path):
     tags = set()
     for ev in run.glob("events.out.tfevents*"): acc = EventAccumulator(str(ev)); acc.Reload(); tags |= set(acc.Tags()["scalars"])
     assert {"valid/psnr", "train/psnr", "final/val_psnr", "final/train_psnr"} <= tags, sorted(tags)
+    assert "train/recon" in tags and "train/mse" not in tags, "one reconstruction term: one curve, not two"
+
+def test_saved_sampler_draws_what_the_run_drew(tmp_path):
+    "A run's fitted samplers load back from safetensors (no pickle) and decode the same images as the run's own fit."
+    from vae_course.samplers import load_sampler, sampler_path, decode_samples
+    run = run_recipe(load_recipe("default", tier="smoke", steps=3, out_dir=str(tmp_path / "r")), log=lambda *a: None)
+    model = load_model(run)
+    for kind in ("gaussian", "gmm"):
+        s = load_sampler(sampler_path(run, kind))
+        assert s.kind == kind and s.dim == model.cfg.latent_dim
+        a, b = decode_samples(model, s, 4, seed=1), decode_samples(model, s, 4, seed=1)
+        assert torch.equal(a, b) and a.shape == (4, 3, 32, 32)
+    with pytest.raises(ValueError, match="not a sampler file"): load_sampler(run / "model.safetensors")
+
+def test_progress_follows_the_time_budget(tmp_path, capsys, monkeypatch):
+    "A bar on a terminal whose total follows the time budget (not 1,000,000,000 steps); without a terminal, periodic lines."
+    from vae_course.recipes import progress_callback
+    from vae_course.training import ProgressCB, HeartbeatCB
+    p = load_recipe("default", tier="smoke", steps=None, time_budget_min=0.05, out_dir=str(tmp_path / "r"))
+    assert p["progress"] is None
+    monkeypatch.setattr("sys.stderr.isatty", lambda: False, raising=False)
+    assert isinstance(progress_callback(p), HeartbeatCB)
+    run_recipe({**p, "progress": True}, log=lambda *a: None)
+    err = capsys.readouterr().err
+    assert "step" in err and "1000000000" not in err, err[-500:]
+    assert isinstance(progress_callback({**p, "progress": True}), ProgressCB)

@@ -93,6 +93,15 @@ def execute_run(notebook, run: Run, kernel_name: str | None = None, progress: bo
     return run
 
 # %% ../nbs/16_batch.ipynb #42fd6121
+def _keep_previous(run: Run, log=print):
+    "Before a rerun: the run's old folder moves to `<name>.prev` (one kept), so no old checkpoint or log mixes into the new run."
+    if not run.out_dir.is_dir() or not any(run.out_dir.iterdir()): return
+    import shutil
+    prev = run.out_dir.with_name(run.out_dir.name + ".prev")
+    if prev.exists(): shutil.rmtree(prev)
+    run.out_dir.rename(prev)
+    log(f"{run.name}: the previous run is kept in {prev}")
+
 def run_batch(notebook,                      # the parameterized notebook to execute
               out_dir,                       # one sub-folder per run is made here
               tiers=("cpu",),                # hardware tiers to run
@@ -113,6 +122,7 @@ def run_batch(notebook,                      # the parameterized notebook to exe
             log(f"[{i}/{len(runs)}] {run.name}: already complete, skipped"); continue
         if not rerun and "resume" in accepted and "resume" not in run.parameters:
             run.parameters["resume"] = "auto"             # a run killed half-way continues from its last checkpoint
+        if rerun: _keep_previous(run, log)
         log(f"[{i}/{len(runs)}] {run.name}: running")
         execute_run(notebook, run, kernel_name)
         log(f"[{i}/{len(runs)}] {run.name}: {run.status} in {run.seconds:.0f}s" + (f" ({run.error})" if run.error else ""))
@@ -145,13 +155,15 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 def write_summary(runs: list[Run], out_dir, metric: str | None = None) -> Path:
-    "Write `summary.csv`, `summary.md` and `summary.png` (a bar chart of `metric`) into `out_dir`."
+    "Write `summary.csv`, `summary.md` and, for two runs or more, `summary.png` (a bar chart of `metric`) into `out_dir`."
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
     rows = summary_rows(runs)
     with open(out_dir / "summary.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=_columns(rows)); w.writeheader(); w.writerows(rows)
     (out_dir / "summary.md").write_text(markdown_table(rows))
-    _plot_summary(rows, out_dir / "summary.png", metric)
+    png = out_dir / "summary.png"
+    if len(rows) > 1: _plot_summary(rows, png, metric)
+    elif png.exists(): png.unlink()                  # one bar compares nothing; the table says it all (and no stale chart)
     return out_dir / "summary.md"
 
 def _plot_summary(rows, path, metric=None):

@@ -5,22 +5,33 @@
 # %% ../nbs/17_explore.ipynb #9189345f
 from __future__ import annotations
 import io
+from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
 from .data import image_grid
 
 # %% auto #0
-__all__ = ['load_explorer_model', 'interpolation_strip', 'temperature_samples', 'latent_directions', 'move_along', 'to_png',
-           'LatentExplorer']
+__all__ = ['find_run', 'load_explorer_model', 'run_sampler', 'interpolation_strip', 'temperature_samples', 'latent_directions',
+           'move_along', 'to_png', 'LatentExplorer']
 
 # %% ../nbs/17_explore.ipynb #58bfedb7
+def find_run(path) -> Path:
+    "A run folder or checkpoint as given, or, for a relative path, under the repository root (JupyterLab's kernels run in `nbs/`)."
+    import vae_course
+    p = Path(path).expanduser()
+    if p.exists() or p.is_absolute(): return p
+    root = Path(vae_course.__file__).resolve().parent.parent
+    if (root / p).exists(): return root / p
+    raise FileNotFoundError(f"no run {str(path)!r} in {Path.cwd()} nor in the repository root {root}; "
+                            "train one with `make train` (runs/main/default_cpu) or pass the run folder's full path")
+
 def load_explorer_model(checkpoint=None,    # a run folder or .ckpt file; None trains a tiny model
                         steps: int = 150,   # training steps for the tiny model
                         size: int = 32,     # image size of the tiny model
                         device=None,        # 'cpu', 'cuda', ...; None: automatic
                         out_dir=None):      # where the tiny model's run goes (None: a temporary folder)
-    "A VAE and its validation images `(N, C, H, W)` to explore: from `checkpoint`, or a tiny model trained briefly on OpenMoji."
+    "A VAE, its validation images `(N, C, H, W)` and its fitted sampler (or None): from `checkpoint`, or a tiny model trained briefly on OpenMoji."
     from vae_course.data import OpenMoji
     from vae_course.recipes import load_model, load_recipe, run_recipe
     if checkpoint is None:
@@ -29,11 +40,18 @@ def load_explorer_model(checkpoint=None,    # a run folder or .ckpt file; None t
         p = load_recipe("default", tier="smoke", steps=steps, image_size=size, device=device, out_dir=str(out_dir),
                         time_budget_min=10.0, psnr_every_s=60.0)
         checkpoint = run_recipe(p, log=lambda *a: None)
-    model = load_model(checkpoint, device=device)
+    model = load_model(find_run(checkpoint), device=device)
     if not hasattr(model, "sample"):
         raise ValueError(f"{checkpoint} holds a {type(model).__name__}; the explorer needs a continuous VAE (a vector latent to move along)")
     images = OpenMoji(model.cfg.img_size, "valid", value_range=model.value_range)
-    return model, torch.stack([images[i] for i in range(len(images))]).to(model.device)
+    return model, torch.stack([images[i] for i in range(len(images))]).to(model.device), run_sampler(checkpoint)
+
+def run_sampler(checkpoint, kind: str = "gaussian"):
+    "The sampler a run fitted after training (chapter 10), or None when its folder has none (runs from before samplers)."
+    from vae_course.samplers import load_sampler, sampler_path
+    run = find_run(checkpoint)
+    path = sampler_path(run if run.is_dir() else run.parent, kind)
+    return load_sampler(path) if path.is_file() else None
 
 # %% ../nbs/17_explore.ipynb #d583b778
 @torch.no_grad()
@@ -42,8 +60,11 @@ def interpolation_strip(model, x_a, x_b, steps: int = 8, mode: str = "linear") -
     return model.interpolate(x_a, x_b, steps=steps, mode=mode)                     # (steps, C, H, W)
 
 @torch.no_grad()
-def temperature_samples(model, n: int = 8, temperature: float = 1.0, seed: int = 0) -> torch.Tensor:
-    "`n` samples at `temperature`, reproducible by `seed`."
+def temperature_samples(model, n: int = 8, temperature: float = 1.0, seed: int = 0, sampler=None) -> torch.Tensor:
+    "`n` samples at `temperature`, reproducible by `seed`: codes from the prior, or from a fitted `sampler` (chapter 10)."
+    if sampler is not None:
+        from vae_course.samplers import decode_samples
+        return decode_samples(model, sampler, n, temperature, seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return model.sample(n, temperature=temperature)
@@ -79,25 +100,29 @@ def to_png(x: torch.Tensor, value_range=(0, 1), nrow: int = 8, scale: int = 2) -
 # %% ../nbs/17_explore.ipynb #809544cb
 class LatentExplorer:
     "ipywidgets for interpolation, temperature sampling and latent directions of a VAE."
-    def __init__(self, model, images: torch.Tensor, k: int = 4, method: str = "pca", steps: int = 8):
+    def __init__(self, model, images: torch.Tensor, k: int = 4, method: str = "pca", steps: int = 8, sampler=None):
         import ipywidgets as W
-        self.model, self.images, self.steps = model.eval(), images, steps
+        self.model, self.images, self.steps, self.sampler = model.eval(), images, steps, sampler
         self.vr = model.value_range
         self.mean, self.dirs, self.stds = latent_directions(model, images, k, method)
         n = len(images) - 1
         self.a = W.IntSlider(0, 0, n, description="image A"); self.b = W.IntSlider(min(1, n), 0, n, description="image B")
         self.mode = W.ToggleButtons(options=["linear", "slerp"], description="path")
-        self.temperature = W.FloatSlider(1.0, min=0.1, max=2.0, step=0.1, description="temperature")
-        self.seed = W.IntSlider(0, 0, 100, description="seed")
+        wide = {"description_width": "initial"}                                      # labels are never cut off
+        self.temperature = W.FloatSlider(1.0, min=0.1, max=2.0, step=0.1, description="temperature", style=wide)
+        self.source = W.ToggleButtons(options=["prior N(0, I)"] + (["fitted Gaussian"] if sampler is not None else []),
+                                      value="fitted Gaussian" if sampler is not None else "prior N(0, I)", description="codes from", style=wide)
+        self.seed = W.IntSlider(0, 0, 100, description="seed", style=wide)
         self.amounts = [W.FloatSlider(0.0, min=-3, max=3, step=0.25, description=f"{method} {i}") for i in range(len(self.dirs))]
         self.interp_view, self.sample_view, self.dir_view = W.Image(format="png"), W.Image(format="png"), W.Image(format="png")
         for c in (self.a, self.b, self.mode): c.observe(lambda _: self.draw_interpolation(), "value")
-        for c in (self.temperature, self.seed): c.observe(lambda _: self.draw_samples(), "value")
+        for c in (self.temperature, self.seed, self.source): c.observe(lambda _: self.draw_samples(), "value")
         for c in [self.a, *self.amounts]: c.observe(lambda _: self.draw_directions(), "value")
+        self.defaults = {c: c.value for c in self.controls}
         self.draw_interpolation(); self.draw_samples(); self.draw_directions()
         self.widget = W.Tab(children=[
             W.VBox([W.HBox([self.a, self.b]), self.mode, self.interp_view]),
-            W.VBox([W.HBox([self.temperature, self.seed]), self.sample_view]),
+            W.VBox([self.source, W.HBox([self.temperature, self.seed]), self.sample_view]),
             W.VBox([W.HBox([W.VBox(self.amounts), self.dir_view])])])
         for i, t in enumerate(["interpolate", "temperature", "directions"]): self.widget.set_title(i, t)
 
@@ -105,8 +130,16 @@ class LatentExplorer:
         strip = interpolation_strip(self.model, self.images[self.a.value], self.images[self.b.value], self.steps, self.mode.value)
         self.interp_view.value = to_png(strip, self.vr, nrow=self.steps)
 
+    @property
+    def controls(self) -> list: return [self.a, self.b, self.mode, self.temperature, self.source, self.seed, *self.amounts]
+
+    def reset(self):
+        "Every control back to the value it started with."
+        for c, v in self.defaults.items(): c.value = v
+
     def draw_samples(self):
-        self.sample_view.value = to_png(temperature_samples(self.model, 16, self.temperature.value, self.seed.value), self.vr)
+        sampler = self.sampler if self.source.value == "fitted Gaussian" else None
+        self.sample_view.value = to_png(temperature_samples(self.model, 16, self.temperature.value, self.seed.value, sampler), self.vr)
 
     def draw_directions(self):
         x = self.images[self.a.value]

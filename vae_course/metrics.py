@@ -78,7 +78,7 @@ MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang et al. 2003, 
 def ms_ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0,
             weights=MS_SSIM_WEIGHTS,  # one exponent per scale, finest first
             win_size: int = 11, sigma: float = 1.5, reduction: str = "mean") -> torch.Tensor:
-    "Multi-scale SSIM (Wang et al. 2003); the window must fit at the coarsest scale."
+    "Multi-scale SSIM (Wang et al. 2003); the window must fit at the coarsest scale. Fewer scales: weights renormalised to sum to 1."
     _check_pair(x, y)
     M, side = len(weights), min(x.shape[-2:])
     if side // 2 ** (M - 1) < win_size:
@@ -92,6 +92,7 @@ def ms_ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0,
         vals.append(s if j == M - 1 else cs)
         x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)  # (B, C, H/2, W/2)
     w = torch.tensor(weights, dtype=x.dtype, device=x.device)
+    w = w / w.sum()                      # 3 of the 5 weights sum to 0.63: unnormalised, every score would be inflated
     return _per_image(torch.stack(vals, 1).clamp_min(0).pow(w).prod(1), reduction)  # (B,)
 
 # %% ../nbs/09_metrics.ipynb #762079d1

@@ -4,7 +4,7 @@
 
 # %% ../nbs/15_recipes.ipynb #dcb32d89
 from __future__ import annotations
-import copy, csv, dataclasses, difflib, json, math, os, re, time, warnings
+import copy, csv, dataclasses, difflib, json, math, os, re, sys, time, warnings
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -17,7 +17,7 @@ from .core import (get_device, seed_everything, count_parameters, human_count, d
 from .data import to_unit, path_group
 from .prior import CodePrior, PriorConfig, encode_codes, fit_prior
 from .training import (TIERS, SCHEDULES, OPTIMIZERS, TrainConfig, Trainer, Callback, VAEObjective,
-                                 VQObjective, dist_info, init_distributed, load_checkpoint, export_safetensors)
+                                 VQObjective, dist_info, init_distributed, load_checkpoint, export_safetensors, ProgressCB, HeartbeatCB)
 
 # %% auto #0
 __all__ = ['RUN_TIERS', 'KL_SCHEDULES', 'LR_SCHEDULES', 'PARAMS', 'LOCATION', 'VAE_ONLY', 'VQ_ONLY', 'RECIPES', 'TEMPERATURES',
@@ -26,8 +26,8 @@ __all__ = ['RUN_TIERS', 'KL_SCHEDULES', 'LR_SCHEDULES', 'PARAMS', 'LOCATION', 'V
            'build_beta', 'quality_net', 'build_objective', 'build_data', 'first_images', 'TimeBudgetCB', 'reconstruct',
            'PSNRCurveCB', 'LossLogCB', 'PrintCB', 'vq_position_prior', 'dataset_codes', 'fit_code_prior',
            'temperature_grid', 'interpolation_grid', 'evaluate', 'plot_losses', 'plot_psnr_curve', 'plot_usage',
-           'write_artifacts', 'run_device', 'train_config', 'default_run_dir', 'run_folder', 'run_recipe',
-           'resume_changes', 'step_checkpoints', 'load_model', 'notebook_params']
+           'write_artifacts', 'run_device', 'train_config', 'progress_callback', 'default_run_dir', 'run_folder',
+           'run_recipe', 'resume_changes', 'step_checkpoints', 'load_model', 'notebook_params']
 
 # %% ../nbs/15_recipes.ipynb #be85d856
 @dataclass(frozen=True)
@@ -171,7 +171,8 @@ PARAMS: dict[str, Param] = dict(
     amp=_P(None, "choice", "mixed precision (None: the tier's choice)", choices=("bf16", "fp16", "none"), optional=True),
     channels_last=_P(True, "bool", "NHWC memory layout (faster convolutions on CPU and tensor cores)"),
     psnr_every_s=_P(15.0, "float", "seconds between points of the validation PSNR-over-time curve", lo=0.1),
-    progress=_P(False, "bool", "a tqdm bar (the run prints one line per epoch either way)"),
+    progress=_P(None, "bool", "a tqdm bar (True), a line every 30 s (False), or None: a bar on a terminal, else lines "
+                "(a line per epoch either way)", optional=True),
 )
 LOCATION = ("tier", "device", "out_dir", "resume")   # where a run happens: not part of a recipe file
 VAE_ONLY = ("latent_dim", "latent", "latent_ch", "kl_weight", "kl_schedule", "kl_step", "kl_warmup", "kl_cycle", "kl_target_low", "kl_target_high",
@@ -301,7 +302,7 @@ _SMOKE = dict(tier="smoke", steps=6, epochs=None, time_budget_min=1.0, batch_siz
 RECIPES: dict[str, dict] = dict(
     # the main job, five CPU minutes on 64 px OpenMoji: 29.2 dB on training images, 12.5 dB on unseen drawings (see below)
     default=dict(name="default", preset="tiny", image_size=64, block="conv_relu", decoder_upsample="transposed",
-                 channels=[32, 64, 128, 256], latent_dim=256, kl_weight=0.05, kl_schedule="linear", kl_warmup=200, augment_flip=True,
+                 channels=[64, 128], latent="spatial", latent_ch=4, kl_weight=0.05, kl_schedule="linear", kl_warmup=200, augment_flip=True,
                  epochs=None, time_budget_min=5.0, batch_size=32, accum_steps=1, lr=2e-3, warmup_steps=50,
                  lr_schedule="time_cosine",
                  smoke=dict(image_size=32, steps=40, batch_size=16)),
@@ -639,6 +640,7 @@ def evaluate(model, x: torch.Tensor, train_x: torch.Tensor | None = None, pretra
     out = dict(val_psnr=M.psnr(r01, x01).item(), **_train_psnr(model, train_x),
                val_ssim=M.ssim(r01, x01, win_size=min(11, side - (side + 1) % 2)).item(),
                val_ms_ssim=M.ms_ssim(r01, x01, weights=M.MS_SSIM_WEIGHTS[:scales]).item() if scales > 1 else None,
+               val_ms_ssim_scales=scales if scales > 1 else None,
                val_sharpness=M.sharpness(r01).item(), data_sharpness=M.sharpness(x01).item())
     try:
         out["val_lpips"], out["lpips_pretrained"] = M.lpips_metric(r01, x01, pretrained=pretrained).item(), pretrained
@@ -683,7 +685,10 @@ def plot_losses(rows: list[dict], history: list[dict], path):
         if k == "loss" and history:
             ax.plot([h["step"] for h in history if "valid_loss" in h], [h["valid_loss"] for h in history if "valid_loss" in h], "o-", ms=2, lw=1, label="valid")
             ax.legend(fontsize=6)
-        if all(x > 0 for x in v if x == x) and max(v) > 10 * max(min(v), 1e-12): ax.set_yscale("log")
+        if all(x > 0 for x in v if x == x) and max(v) > 10 * max(min(v), 1e-12):
+            from matplotlib.ticker import LogLocator, NullFormatter
+            ax.set_yscale("log"); ax.yaxis.set_major_locator(LogLocator(numticks=4))   # few labels: none overlap
+            ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_title(k, fontsize=8); ax.tick_params(labelsize=6)
     for ax in list(axs.flat)[len(terms):]: ax.axis("off")
     _save_fig(fig, path)
@@ -722,6 +727,14 @@ def _prior_metrics(prior, model, x) -> dict:
     return dict(val_prior_bits_per_image=bits.mean().item(),
                 uniform_bits_per_image=codes[0].numel() * math.log2(model.cfg.num_codes))
 
+def _generation(model, p: dict, valid_x, train_x, run_dir) -> dict:
+    "A VAE's fitted samplers, sample grids and sample metrics (chapter 10); the metrics' feature network knows OpenMoji only."
+    from vae_course.samplers import report_generation
+    emoji = p["data_source"] == "openmoji"
+    out = report_generation(model, train_x, valid_x, run_dir, p["seed"], "emoji" if emoji else None, tuple(model.value_range))
+    if not emoji: out["gen_note"] = "no sample metrics: the course's feature network is trained on OpenMoji; use sample_metrics(..., features='inception') online"
+    return out
+
 def write_artifacts(trainer: Trainer, p: dict, valid_x: torch.Tensor, train_x: torch.Tensor, run_dir,
                     psnr_curve=(), loss_rows=(), train_ds=None) -> dict:
     "Metrics, pictures and metrics.json of a finished run into `run_dir`; returns the metrics (a VQ prior learns from `train_ds`)."
@@ -731,6 +744,7 @@ def write_artifacts(trainer: Trainer, p: dict, valid_x: torch.Tensor, train_x: t
     vr = tuple(model.value_range)
     x, tx = valid_x.to(dev).float(), train_x.to(dev).float()
     m = evaluate(model, x, tx, p["pretrained"])
+    if hasattr(model, "sample"): m.update(_generation(model, p, x, tx if train_ds is None else first_images(train_ds, 5000).to(dev).float(), run_dir))
     n = min(8, len(x))
     save_grid(torch.cat([x[:n], reconstruct(model, x[:n])]), run_dir / "recon.png", nrow=n, value_range=vr)
     prior = counts = None
@@ -773,7 +787,13 @@ def train_config(p: dict, run_dir) -> TrainConfig:
                        optimizer=p["optimizer"], lr=p["lr"], weight_decay=p["weight_decay"],
                        schedule="constant" if p["lr_schedule"] == "time_cosine" else p["lr_schedule"],
                        warmup_steps=p["warmup_steps"], lr_gamma=p["lr_gamma"], plateau_patience=p["plateau_patience"],
-                       beta_step=p["kl_step"], patience=p["early_stopping"], progress=p["progress"], log_every=5)
+                       beta_step=p["kl_step"], patience=p["early_stopping"], progress=False, log_every=5)   # progress: see progress_callback
+
+def progress_callback(p: dict, log=print) -> Callback:
+    "A tqdm bar whose total follows the time budget, or, without a terminal (papermill, a log file), a line every 30 s."
+    budget = p["time_budget_min"] * 60 if p["time_budget_min"] else None
+    bar = p["progress"] if p["progress"] is not None else sys.stderr.isatty()
+    return ProgressCB(budget) if bar else HeartbeatCB(30.0, log, budget)
 
 def default_run_dir(p: dict) -> Path:
     "`runs/<name>_<tier>_<YYYYmmdd_HHMMSS>` (relative to the working directory)."
@@ -823,7 +843,7 @@ def _train(p: dict, ckpt, run_dir: Path, callbacks, log) -> Path:
     objective = build_objective(p, model, quality)
     valid_x, train_x = first_images(valid_ds, p["valid_images"]), first_images(train_ds, 256)
     curve, losses = PSNRCurveCB(valid_x[:256], p["psnr_every_s"], train_x[:256]), LossLogCB()
-    cbs = [curve, losses, PrintCB(log), *(callbacks or [])]
+    cbs = [curve, losses, PrintCB(log), progress_callback(p, log), *(callbacks or [])]
     if p["time_budget_min"]: cbs.append(TimeBudgetCB(p["time_budget_min"], anneal=p["lr_schedule"] == "time_cosine"))
     cfg.save_every_steps = step_checkpoints(p, train_dl, cfg.accum_steps)
     trainer = Trainer(model, train_dl, valid_dl, cfg, objective, callbacks=cbs)
@@ -840,7 +860,10 @@ def _train(p: dict, ckpt, run_dir: Path, callbacks, log) -> Path:
     trainer.fit()
     if not trainer.main: return run_dir
     m = write_artifacts(trainer, p, valid_x, train_x, run_dir, curve.curve, losses.rows, train_ds)
-    log(f"done in {trainer.step} steps: " + ", ".join(f"{k} {v:.4g}" for k, v in m.items() if isinstance(v, float)))
+    log(f"done in {trainer.step} steps: " + ", ".join(f"{k} {v:.4g}" for k, v in m.items() if isinstance(v, float) and not k.startswith("gen_")))
+    if "gen_prior_recall" in m:
+        log("samples, precision/recall against the training images: " + ", ".join(
+            f"{k} {m[f'gen_{k}_precision']:.2f}/{m[f'gen_{k}_recall']:.2f}" for k in ("real", "prior", "gaussian", "gmm")) + " (real: unseen images)")
     return run_dir
 
 # %% ../nbs/15_recipes.ipynb #1d41b5aa

@@ -24,8 +24,8 @@ __all__ = ['TIERS', 'AMP_MODES', 'OPTIMIZERS', 'SCHEDULES', 'Tier', 'accumulatio
            'DiskFullError', 'atomic_save', 'atomic_copy', 'model_arch', 'check_arch', 'save_checkpoint',
            'load_checkpoint', 'export_safetensors', 'load_safetensors', 'Callback', 'run_callbacks', 'dist_info',
            'init_distributed', 'is_main_process', 'NonFiniteError', 'RunInterrupted', 'Trainer', 'BetaScheduleCB',
-           'CheckpointCB', 'EarlyStoppingCB', 'MetricsJSONCB', 'ProgressCB', 'TensorBoardCB', 'default_callbacks',
-           'VAEObjective', 'VQObjective', 'VQGANObjective', 'saved_activation_bytes']
+           'CheckpointCB', 'EarlyStoppingCB', 'MetricsJSONCB', 'ProgressCB', 'HeartbeatCB', 'TensorBoardCB',
+           'default_callbacks', 'VAEObjective', 'VQObjective', 'VQGANObjective', 'saved_activation_bytes']
 
 # %% ../nbs/13_training.ipynb #a0d41f7b
 @dataclass(frozen=True)
@@ -934,16 +934,42 @@ class MetricsJSONCB(Callback):
     def after_fit(self, t): self._write(t, True)
 
 # %% ../nbs/13_training.ipynb #2d91ccf3
+def _budget_total(t, budget_s, elapsed: float, steps_done: int) -> int | None:
+    "The step the run will stop at: its step limit, or earlier where the time budget ends at the current speed."
+    if not budget_s: return t.total_steps
+    if not steps_done or elapsed <= 0: return None                     # unknown until the first steps are timed
+    by_time = t.step + round(steps_done / elapsed * max(budget_s - elapsed, 0.0))
+    return min(t.total_steps, by_time) if t.total_steps else by_time
+
 class ProgressCB(Callback):
-    "A tqdm bar over optimiser steps showing the latest loss."
+    "A tqdm bar over optimiser steps showing the latest loss; under a time budget its total (and ETA) follow the clock."
     order, main_only = 90, True
+    def __init__(self, budget_s: float | None = None): self.budget_s = budget_s
     def before_fit(self, t):
         from tqdm.auto import tqdm
-        self.bar = tqdm(total=t.total_steps, initial=t.step, desc=t.cfg.name, unit="step", dynamic_ncols=True)
-    def after_step(self, t): self.bar.update(1)
+        self.t0, self.step0 = time.perf_counter(), t.step
+        self.bar = tqdm(total=_budget_total(t, self.budget_s, 0, 0), initial=t.step, desc=t.cfg.name, unit="step", dynamic_ncols=True)
+    def after_step(self, t):
+        if self.budget_s: self.bar.total = _budget_total(t, self.budget_s, time.perf_counter() - self.t0, t.step - self.step0)
+        self.bar.update(1)
     def after_log(self, t): self.bar.set_postfix(loss=f"{t.logs.get('loss', float('nan')):.4g}", refresh=False)
     def cleanup(self, t):
         if hasattr(self, "bar"): self.bar.close()
+
+class HeartbeatCB(Callback):
+    "Without a terminal (a notebook run by papermill, a log file): one line every `every_s` seconds, so a run is never silent."
+    order, main_only = 90, True
+    def __init__(self, every_s: float = 30.0, log=print, budget_s: float | None = None): self.every_s, self.log, self.budget_s = every_s, log, budget_s
+    def before_fit(self, t): self.t0 = self.last = time.perf_counter(); self.step0 = t.step
+    def after_step(self, t):
+        now = time.perf_counter()
+        if now - self.last < self.every_s: return
+        self.last, elapsed, done = now, now - self.t0, t.step - self.step0
+        total = _budget_total(t, self.budget_s, elapsed, done)
+        left = f", about {(total - t.step) / (done / elapsed):.0f} s left" if total and done else ""
+        loss = (getattr(t, "logs", None) or {}).get("loss")
+        self.log(f"step {t.step}{f'/{total}' if total else ''}, {done / elapsed:.1f} steps/s"
+                 + (f", loss {loss:.4g}" if loss is not None else "") + f", {elapsed:.0f} s{left}")
 
 # %% ../nbs/13_training.ipynb #f1104aa2
 _GROUPS = {"lr": "opt", "beta": "opt", "images_per_s": "perf", "gpu_mem_gb": "perf"}
@@ -1006,6 +1032,12 @@ from .kl import kl_normal, free_bits_kl
 
 def _beta_value(beta) -> float: return float(getattr(beta, "value", beta))
 
+def _no_twin(terms: dict) -> dict:
+    "Drop the one named reconstruction term when it is all of 'recon' (the same curve twice in the logs and the figures)."
+    named = [k for k in ("mse", "l1", "perceptual", "lpips", "nll") if k in terms]
+    if len(named) == 1: terms.pop(named[0])
+    return terms
+
 class VAEObjective(Objective):
     "Reconstruction terms + β·KL (free bits), and optionally a quality-guided term; 'loss' is their sum."
     def __init__(self, recon: nn.Module | None = None,  # a ReconLoss; default squared error summed per image
@@ -1020,7 +1052,7 @@ class VAEObjective(Objective):
         return {k: m for k, m in dict(recon=self.recon, quality=self.quality).items() if isinstance(m, nn.Module)}
     def __call__(self, model, x, step=0):
         out = model(x)
-        terms = self.recon(out["recon"].float(), x.float(), out.get("recon_logvar"))   # named terms + 'recon'
+        terms = _no_twin(self.recon(out["recon"].float(), x.float(), out.get("recon_logvar")))   # named terms + 'recon'
         mu, logvar = out["mu"].float(), out["logvar"].float()
         terms["kl"] = kl_normal(mu, logvar, reduction="batchmean")
         kl_pen = free_bits_kl(mu, logvar, self.free_bits) if self.free_bits else terms["kl"]
@@ -1043,7 +1075,7 @@ class VQObjective(Objective):
     def frozen_modules(self): return {"recon": self.recon} if isinstance(self.recon, nn.Module) else {}
     def __call__(self, model, x, step=0):
         out = model(x)
-        terms = self.recon(out["recon"].float(), x.float())
+        terms = _no_twin(self.recon(out["recon"].float(), x.float()))
         terms["vq"] = out["vq_loss"]
         for k in ("codebook_loss", "commitment_loss", "perplexity"):
             if k in out: terms[k] = out[k].detach()
