@@ -1,5 +1,6 @@
 "Integration tests for vae_course.losses, .metrics and .quality: references, gradients, offline weight errors."
 import math, os, subprocess, sys, time
+from pathlib import Path
 import numpy as np
 import pytest
 import torch
@@ -330,3 +331,14 @@ def test_inception_features_shape_random_init():
     torch.manual_seed(0)
     f = inception_features(torch.rand(2, 3, 32, 32), pretrained=False)
     assert f.shape == (2, 2048) and torch.isfinite(f).all()
+
+def test_sample_metrics_never_fall_back_to_random_inception(monkeypatch):
+    "FID proper needs the ImageNet Inception weights: offline, a clear error, never a random-weight number; the course's own features work offline."
+    from vae_course.metrics import sample_metrics
+    monkeypatch.setenv("VAE_COURSE_OFFLINE", "1")
+    x = torch.rand(6, 3, 32, 32)
+    if not Path(weights_path(torchvision.models.Inception_V3_Weights.IMAGENET1K_V1)).exists():
+        with pytest.raises(WeightsUnavailableError, match="pretrained=False"): sample_metrics(x, x, features="inception")
+    with pytest.raises(ValueError, match="'emoji', 'inception'"): sample_metrics(x, x, features="clip")
+    m = sample_metrics(x, x.flip(-1), features=lambda t: t.mean((2, 3)))                  # any feature function
+    assert set(m) == {"fd", "kid", "kid_std", "precision", "recall"}

@@ -103,9 +103,9 @@ class CyclicalBeta(BetaSchedule):
                 ):
         super().__init__()
         if kl_cycle_period < 1: raise ValueError("kl_cycle_period must be at least 1 unit")
-        if not 0 <= kl_cooldown_epochs < kl_cycle_period * (1 - ramp_ratio) + 1e-9:
+        if not 0 <= kl_cooldown_epochs <= kl_cycle_period * (1 - ramp_ratio) + 1e-9:
             raise ValueError(f"kl_cooldown_epochs={kl_cooldown_epochs} must fit in the hold part of a cycle "
-                             f"(< {kl_cycle_period * (1 - ramp_ratio):g} units); lower it or lengthen kl_cycle_period")
+                             f"(at most {kl_cycle_period * (1 - ramp_ratio):g} units); lower it or lengthen kl_cycle_period")
         self.period, self.cooldown, self.reduction = kl_cycle_period, kl_cooldown_epochs, kl_cooldown_reduction
         self.floor, self.growth, self.beta_max = kl_beta_floor, kl_floor_growth, beta_max
         self.ramp_ratio, self.n_cycles = ramp_ratio, n_cycles

@@ -11,7 +11,8 @@ from torch import nn
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['PriorConfig', 'CodePrior', 'encode_codes', 'fit_prior']
+__all__ = ['PriorConfig', 'CodePrior', 'encode_codes', 'fit_prior', 'vq_position_prior', 'dataset_codes', 'fit_code_prior',
+           'prior_metrics']
 
 # %% ../nbs/14_prior.ipynb #e7db2b40
 @dataclass
@@ -130,3 +131,30 @@ def fit_prior(prior: CodePrior,
         losses.append(loss.item())
     prior.eval()
     return losses
+
+# %% ../nbs/14_prior.ipynb #d2428d2f
+@torch.no_grad()
+def vq_position_prior(model, x: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
+    "Per-position code counts of `x` under a VQ model: `(r, r, K)`."
+    idx = encode_codes(model, x, batch_size)                                              # (N, r, r)
+    return torch.nn.functional.one_hot(idx, model.cfg.num_codes).sum(0).float()           # (r, r, K)
+
+def dataset_codes(model, ds, limit: int = 50_000, batch_size: int = 256) -> torch.Tensor:
+    "Code grids `(N, r, r)` of the first `limit` images of `ds` under a VQ `model`, read and encoded a batch at a time."
+    n = min(limit, len(ds))
+    return torch.cat([encode_codes(model, torch.stack([ds[j] for j in range(i, min(i + batch_size, n))]))
+                      for i in range(0, n, batch_size)])
+
+def fit_code_prior(model, codes: torch.Tensor, steps: int, seed: int = 0):
+    "A `CodePrior` (chapter 14) for the VQ `model`, fitted for `steps` on training code grids `(N, r, r)`: (prior, losses)."
+    torch.manual_seed(seed)
+    cfg = PriorConfig(num_codes=model.cfg.num_codes, grid=codes.shape[-1], d_model=128, n_layers=4, n_heads=4)
+    prior = CodePrior(cfg).to(next(model.parameters()).device)
+    return prior, fit_prior(prior, codes, steps=steps, generator=torch.Generator().manual_seed(seed))
+
+def prior_metrics(prior, model, x) -> dict:
+    "Bits per image the fitted prior needs for the validation codes, next to a uniform prior's."
+    codes = encode_codes(model, x)                                                         # (N, r, r)
+    bits = torch.cat([prior.bits_per_image(c.to(prior.pos.device)) for c in codes.split(64)])
+    return dict(val_prior_bits_per_image=bits.mean().item(),
+                uniform_bits_per_image=codes[0].numel() * math.log2(model.cfg.num_codes))
