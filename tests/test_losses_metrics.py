@@ -342,3 +342,22 @@ def test_sample_metrics_never_fall_back_to_random_inception(monkeypatch):
     with pytest.raises(ValueError, match="'emoji', 'inception'"): sample_metrics(x, x, features="clip")
     m = sample_metrics(x, x.flip(-1), features=lambda t: t.mean((2, 3)))                  # any feature function
     assert set(m) == {"fd", "kid", "kid_std", "precision", "recall"}
+
+def test_feature_network_is_made_when_missing(tmp_path, monkeypatch):
+    "On a fresh clone the course's feature network is trained on first use, even from inside torch.no_grad(), then cached."
+    import shutil
+    from vae_course import metrics as M
+    from vae_course.data import render_openmoji
+    render_openmoji(M.FEATURE_SIZE, subset="all")                                 # the renders are shared; the network is not
+    rendered = _render_file(M)
+    monkeypatch.setenv("VAE_COURSE_DATA", str(tmp_path))
+    shutil.copy(rendered, tmp_path)
+    monkeypatch.setattr(M, "_FEATURE_NETS", {})
+    with torch.no_grad(): f = M.emoji_features(torch.rand(3, 3, 64, 64))
+    assert f.shape == (3, 128) and (tmp_path / f"emoji_features_v{M.FEATURE_VERSION}.safetensors").is_file()
+    again = M.emoji_feature_net(log=None)                                          # loaded from the cache, no training
+    assert torch.equal(again.features(torch.ones(1, 3, 32, 32)), M._FEATURE_NETS["emoji"].features(torch.ones(1, 3, 32, 32)))
+
+def _render_file(M):
+    from vae_course.data import data_dir, _cache_name
+    return data_dir() / _cache_name("all", M.FEATURE_SIZE, False)

@@ -311,6 +311,9 @@ def train_feature_net(images: torch.Tensor,    # (N, 3, 32, 32) in [0, 1]
                       labels: torch.Tensor,    # (N,) class of each image: the drawing it shows
                       epochs: int = 12, batch_size: int = 128, lr: float = 3e-3, seed: int = 0, log=None) -> EmojiFeatureNet:
     "Train an `EmojiFeatureNet` to tell the drawings apart under flips and shifts; returns it in eval mode."
+    with torch.enable_grad(): return _train_feature_net(images, labels, epochs, batch_size, lr, seed, log)
+
+def _train_feature_net(images, labels, epochs, batch_size, lr, seed, log) -> EmojiFeatureNet:
     torch.manual_seed(seed); g = torch.Generator().manual_seed(seed)
     net = EmojiFeatureNet(int(labels.max()) + 1)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=5e-4)
@@ -347,13 +350,12 @@ def emoji_feature_net(cache: bool = True, log=print) -> EmojiFeatureNet:
 
 _FEATURE_NETS: dict = {}
 
-@torch.no_grad()
 def emoji_features(x: torch.Tensor, value_range=(0, 1), batch_size: int = 256) -> torch.Tensor:
     "Features of the course's `emoji_feature_net` for images `x` in `value_range`: `(N, 128)`."
-    if "emoji" not in _FEATURE_NETS: _FEATURE_NETS["emoji"] = emoji_feature_net()
-    net = _FEATURE_NETS["emoji"]
-    lo, hi = value_range
-    return torch.cat([net.features(((b.float().cpu() - lo) / (hi - lo)).clamp(0, 1)) for b in x.split(batch_size)])
+    if "emoji" not in _FEATURE_NETS: _FEATURE_NETS["emoji"] = emoji_feature_net()   # may train it: outside no_grad
+    net, (lo, hi) = _FEATURE_NETS["emoji"], value_range
+    with torch.no_grad():
+        return torch.cat([net.features(((b.float().cpu() - lo) / (hi - lo)).clamp(0, 1)) for b in x.split(batch_size)])
 
 
 # %% ../nbs/09_metrics.ipynb #99db1ba1
