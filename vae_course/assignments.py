@@ -45,7 +45,10 @@ def assignment_source(nb) -> dict:
 def _config(course: Path) -> Path:
     course.mkdir(parents=True, exist_ok=True)
     (course / "nbgrader_config.py").write_text(f"c = get_config()\nc.CourseDirectory.root = {str(course)!r}\n"
-                                               "c.CourseDirectory.course_id = 'vae_course'\n")
+                                               "c.CourseDirectory.course_id = 'vae_course'\n"
+                                               # a cell that trains a model can leave the kernel's output late on a busy
+                                               # machine; nbgrader's 4 s wait for it then fails a correct submission
+                                               "c.Execute.iopub_timeout = 120\n")
     return course
 
 # %% ../nbs/19_assignments.ipynb #eb6ae7d1
@@ -54,7 +57,9 @@ import json, os, sys
 os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")   # nbgrader runs `alembic` from there
 from nbgrader.apps import NbGraderAPI
 from nbgrader.coursedir import CourseDirectory
-api = NbGraderAPI(coursedir=CourseDirectory(root=sys.argv[1], course_id="vae_course"))
+from traitlets.config import Config
+config = Config(); config.Execute.iopub_timeout = 120            # see _config: late output is not a wrong answer
+api = NbGraderAPI(coursedir=CourseDirectory(root=sys.argv[1], course_id="vae_course"), config=config)
 for name, args in json.loads(sys.argv[2]):
     r = getattr(api, name)(*args)
     if not r["success"]: sys.exit(f"nbgrader {name} {' '.join(args)} failed:\\n{r.get('log', '')}\\n{r.get('error', '')}")
