@@ -701,6 +701,10 @@ def plot_usage(model, path):
     fig, ax = plt.subplots(figsize=(5, 2)); plot_codebook_usage(model.quantizer, ax=ax); _save_fig(fig, path)
 
 # %% ../nbs/15_recipes.ipynb #6fab7f9b
+def _sampler_images(train_ds, p: dict) -> torch.Tensor:
+    "Training images the samplers are fitted on, kept on the CPU: up to 5,000, and at most ~1 GB of them at large sizes."
+    return first_images(train_ds, min(5000, 2**28 // (3 * p["image_size"] ** 2))).float()
+
 def _generation(model, p: dict, valid_x, train_x, run_dir) -> dict:
     "A VAE's fitted samplers, sample grids and sample metrics (chapter 10); the metrics' feature network knows OpenMoji only."
     from vae_course.samplers import report_generation
@@ -718,7 +722,7 @@ def write_artifacts(trainer: Trainer, p: dict, valid_x: torch.Tensor, train_x: t
     vr = tuple(model.value_range)
     x, tx = valid_x.to(dev).float(), train_x.to(dev).float()
     m = evaluate(model, x, tx, p["pretrained"])
-    if hasattr(model, "sample"): m.update(_generation(model, p, x, tx if train_ds is None else first_images(train_ds, 5000).to(dev).float(), run_dir))
+    if hasattr(model, "sample"): m.update(_generation(model, p, x, tx if train_ds is None else _sampler_images(train_ds, p), run_dir))
     n = min(8, len(x))
     save_grid(torch.cat([x[:n], reconstruct(model, x[:n])]), run_dir / "recon.png", nrow=n, value_range=vr)
     prior = counts = None

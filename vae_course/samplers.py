@@ -207,8 +207,8 @@ FITTED = ("gaussian", "gmm")   # the samplers a run fits and saves, next to the 
 def nearest_psnr(x: torch.Tensor, ref: torch.Tensor, value_range=(0, 1), batch_size: int = 64) -> torch.Tensor:
     "PSNR (dB) of each image of `x` to its nearest image in `ref`: `(N,)`. Far above held-out data's value: copies, not new images."
     lo, hi = value_range
-    r = ((ref.float() - lo) / (hi - lo)).flatten(1)
-    dist = lambda b: torch.cdist(((b.float() - lo) / (hi - lo)).flatten(1), r, compute_mode="donot_use_mm_for_euclid_dist")  # exact
+    r = ((ref.float().cpu() - lo) / (hi - lo)).flatten(1)                      # on the CPU: samples may sit on a GPU
+    dist = lambda b: torch.cdist(((b.float().cpu() - lo) / (hi - lo)).flatten(1), r, compute_mode="donot_use_mm_for_euclid_dist")  # exact
     best = torch.cat([dist(b).min(1).values for b in x.split(batch_size)])
     return 10 * torch.log10(r.shape[1] / best.clamp_min(1e-12) ** 2)
 
