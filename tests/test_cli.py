@@ -81,3 +81,9 @@ def test_param_and_parameter_are_one_option_in_both_commands():
     for flag in ("-p", "--param", "--parameter"):
         assert _parser().parse_args(["train", flag, "lr", "1e-4"]).param == [["lr", "1e-4"]]
         assert _parser().parse_args(["batch", "nb.ipynb", flag, "lr", "1e-4"]).parameter == [["lr", "1e-4"]]
+
+def test_resume_of_a_run_saved_before_a_rename(tmp_path):
+    "A run whose params.yaml still says kl_cycle (now kl_cycle_period) resumes with its saved value, not a refusal."
+    from vae_course.cli import _saved_params
+    (tmp_path / "params.yaml").write_text("name: ultra\nkl_cycle: 10\n")
+    assert _saved_params(str(tmp_path)) == {"name": "ultra", "kl_cycle_period": 10}

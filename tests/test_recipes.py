@@ -129,7 +129,8 @@ def test_train_and_valid_psnr_side_by_side(tmp_path):
     tags = set()
     for ev in run.glob("events.out.tfevents*"): acc = EventAccumulator(str(ev)); acc.Reload(); tags |= set(acc.Tags()["scalars"])
     assert {"valid/psnr", "train/psnr", "final/val_psnr", "final/train_psnr"} <= tags, sorted(tags)
-    assert "train/recon" in tags and "train/mse" not in tags, "one reconstruction term: one curve, not two"
+    assert "loss/reconstruction" in tags and "train/mse" not in tags, "one reconstruction term: one curve, not two"
+    assert {"loss/kl", "opt/beta"} <= tags, "the reference systems' TensorBoard names"
 
 def test_saved_sampler_draws_what_the_run_drew(tmp_path):
     "A run's fitted samplers load back from safetensors (no pickle) and decode the same images as the run's own fit."

@@ -71,7 +71,7 @@ def _trainer(tmp_path, objective, **kw):
     torch.manual_seed(0)
     imgs = torch.randint(0, 256, (32, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     cfg = TrainConfig(out_dir=str(tmp_path), device="cpu", tier="cpu", batch_size=8, accum_steps=1, amp="none",
-                      progress=False, tensorboard=False, epochs=None, log_every=1, **kw)
+                      progress=False, tensorboard=False, **{"epochs": None, "log_every": 1, **kw})
     return Trainer(Lin(), InMemoryLoader(imgs, 8, device="cpu"), None, cfg, objective)
 
 def test_nonfinite_step_is_skipped(tmp_path):
@@ -138,3 +138,22 @@ def test_accumulation_equals_big_batch(tmp_path):
         Trainer(m, InMemoryLoader(imgs, bs, shuffle=False, device="cpu"), None, cfg).fit()
         return m.l.weight.detach().clone()
     torch.testing.assert_close(run(8, 2), run(16, 1))
+
+class KLLog(MSEObjective):
+    "MSE plus a made-up 'kl' term that counts the calls (1, 2, 3, ...), and a β schedule that records what it is given."
+    def __init__(self):
+        self.calls = 0
+        class Rec:
+            value, seen = 1.0, []
+            def step(self, kl=None): self.seen.append(kl)
+        self.beta = Rec()
+    def __call__(self, model, x, step=0):
+        t = super().__call__(model, x, step); self.calls += 1
+        t["kl"] = torch.tensor(float(self.calls)); return t
+
+def test_epoch_beta_schedule_reads_the_epochs_mean_kl(tmp_path):
+    "Per-epoch β control is steered by the mean KL of the epoch's steps, not by its last batch (the ultra reference)."
+    obj = KLLog()
+    tr = _trainer(tmp_path, obj, epochs=2, beta_step="epoch")   # 4 steps per epoch: KLs 1..4 then 5..8
+    tr.fit()
+    assert obj.beta.seen == [2.5, 6.5]

@@ -368,3 +368,30 @@ def test_vqvae_under_bf16_autocast(quantizer):
     loss.backward()
     assert math.isfinite(loss.item()) and m.quantizer.codebook.dtype == torch.float32
     assert out["perplexity"] > 10
+
+def _small_vq():
+    from vae_course.vq import VQVAE, VQVAEConfig
+    return VQVAE(VQVAEConfig(img_size=32, channels=[16, 32, 32], blocks_per_level=2, block="resnet", num_codes=16, code_dim=8))
+
+def test_trainer_grad_checkpointing_reaches_the_vq_model(tmp_path):
+    "The low tier's gradient checkpointing is applied to a VQ-VAE (its encoder/decoder keep their own architecture copy)."
+    from vae_course.training import Trainer, TrainConfig, VQObjective, saved_activation_bytes
+    from vae_course.data import InMemoryLoader
+    m, x = _small_vq(), torch.rand(4, 3, 32, 32)
+    plain = saved_activation_bytes(m, x, VQObjective())
+    imgs = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
+    cfg = TrainConfig(out_dir=str(tmp_path), device="cpu", tier="low", batch_size=4, accum_steps=1, amp="none",
+                      progress=False, tensorboard=False, epochs=None, max_steps=1, channels_last=False)
+    Trainer(m, InMemoryLoader(imgs, 4, device="cpu"), None, cfg.resolve(), VQObjective())._setup()
+    assert m.encoder.cfg.grad_checkpointing and m.decoder.cfg.grad_checkpointing
+    assert saved_activation_bytes(m, x, VQObjective()) < 0.7 * plain
+
+def test_codebook_kmeans_samples_every_image():
+    "init_codebook(n_images=...) draws its k-means sample from all the images, not just the first batches."
+    m = _small_vq()
+    batches = [torch.rand(4, 3, 32, 32) for _ in range(10)]
+    seen = []
+    enc = m.encode
+    m.encode = lambda x: (seen.append(len(x)), enc(x))[1]
+    m.init_codebook(batches, max_vectors=400, n_images=40, generator=torch.Generator().manual_seed(0))
+    assert len(seen) == 10 and bool(m.quantizer.initted)

@@ -14,7 +14,7 @@ from .training import RunInterrupted, NonFiniteError, DiskFullError
 from .batch import add_batch_args, batch_cli, parse_value
 
 # %% auto #0
-__all__ = ['parse_data', 'train_params', 'tier_table', 'recipe_table', 'main']
+__all__ = ['parse_data', 'train_params', 'tier_table', 'recipe_table', 'run_status', 'monitor', 'main']
 
 # %% ../nbs/18_cli.ipynb #f08ccf2d
 def parse_data(arg: str) -> dict:
@@ -38,7 +38,10 @@ def _saved_params(resume: str) -> dict:
     path = Path(resume).expanduser()
     f = (path if path.is_dir() else path.parent) / "params.yaml"
     if not f.is_file(): raise ValueError(f"--resume {resume!r}: no params.yaml next to the checkpoint; say which recipe it ran with --recipe")
-    return yaml.safe_load(f.read_text())
+    saved = yaml.safe_load(f.read_text())
+    return {_RENAMED.get(k, k): v for k, v in saved.items()}     # runs saved before a parameter was renamed resume too
+
+_RENAMED = dict(kl_cycle="kl_cycle_period")   # old name -> new name
 
 def train_params(a: argparse.Namespace) -> dict:
     "The full, checked parameters of `vae-course train`: the recipe (or the resumed run's), then the options."
@@ -78,6 +81,54 @@ def recipe_table() -> str:
         rows.append(f"{name:10s} {p['model']:3s} {p['preset']:10s} {p['image_size']:>3d} px  {recon}{extra}; {_length(p)}")
     return "\n".join(rows)
 
+# %% ../nbs/18_cli.ipynb #12b2c0cc
+def _ago(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+def _num(v) -> str: return "-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
+
+def run_status(run) -> tuple[str, bool]:
+    "A few lines on a run, running or finished, from its folder; and whether it has finished."
+    import json, time
+    d = Path(run).expanduser()
+    if not d.is_dir(): raise FileNotFoundError(f"no run folder {str(d)!r}: give the folder a run writes into (see --out)")
+    f = d / "metrics.json"
+    if not f.is_file(): return f"{d}: no metrics.json yet (a run writes it after its first epoch)", False
+    m = json.loads(f.read_text())
+    t = m.get("train", m)                                  # a finished recipe run keeps the trainer's record under 'train'
+    done, cfg = bool(t.get("finished")), t.get("config", {})
+    of = f" of {cfg['epochs']}" if cfg.get("epochs") else ""
+    age = time.time() - f.stat().st_mtime
+    state = "finished" if done else "running" + (f" (no update for {_ago(age)}: stopped?)" if age > 1800 else "")
+    lines = [f"{d}: {state}, epoch {t.get('epoch')}{of}, step {t.get('step')}, {_ago(t.get('wall_time_s') or 0)} of training, "
+             f"metrics.json written {_ago(age)} ago"]
+    last = t.get("last") or {}
+    shown = [k for k in ("train_loss", "valid_loss", "train_recon", "valid_recon", "valid_kl", "train_perplexity_avg") if k in last]
+    if shown: lines.append("last epoch: " + ", ".join(f"{k} {_num(last[k])}" for k in shown))
+    if t.get("best") is not None: lines.append(f"best {t.get('monitor')}: {_num(t['best'])}")
+    if done and "val_psnr" in m:
+        lines.append("final: " + ", ".join(f"{k} {_num(m.get(k))}" for k in ("val_psnr", "val_ssim", "val_lpips", "val_mse") if k in m))
+    if "success" in m:
+        s = m["success"]
+        verdict = {True: "PASSED", False: "FAILED", None: "not decided"}[s["passed"]]
+        lines.append(f"success criteria: {verdict} (" + ", ".join(
+            f"{k} {_num(r['value'])} {r['target']}: {'pass' if r['passed'] else 'fail' if r['passed'] is False else '?'}"
+            for k, r in s["criteria"].items()) + ")")
+    figs = sorted(d.glob("figures/*.png"), key=lambda p: p.stat().st_mtime) or sorted(d.glob("*.png"), key=lambda p: p.stat().st_mtime)
+    if figs: lines.append(f"newest figure: {figs[-1].relative_to(d)}")
+    ckpts = sorted(d.glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
+    if ckpts: lines.append("checkpoints: " + ", ".join(p.name for p in ckpts[-3:]))
+    return "\n".join(lines), done
+
+def monitor(run, follow: float | None = None, log=print) -> int:
+    "Print `run_status` once, or every `follow` seconds until the run finishes."
+    import time
+    while True:
+        text, done = run_status(run)
+        log(text)
+        if not follow or done: return 0
+        time.sleep(follow)
+
 # %% ../nbs/18_cli.ipynb #2adb8572
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vae-course", description="Train the models of the vae_course.")
@@ -102,6 +153,15 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("-p", "--param", "--parameter", dest="param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="any parameter of vae_course.recipes.PARAMS (value read as YAML)")
     add_batch_args(sub.add_parser("batch", help="execute a training notebook over tiers and recipes with papermill"))
+    mon = sub.add_parser("monitor", help="the state of a run (running or finished), from another terminal")
+    mon.add_argument("run", help="the run folder")
+    mon.add_argument("--follow", type=float, metavar="SECONDS", help="print again every SECONDS until the run finishes")
+    cmp = sub.add_parser("compare", help="reconstruct the same images with two runs: comparison.png and a table")
+    cmp.add_argument("run_a"); cmp.add_argument("run_b")
+    cmp.add_argument("--images", required=True, help="an image file or a folder of images")
+    cmp.add_argument("--out", default="comparison", help="folder for comparison.png and comparison.json (default: comparison)")
+    cmp.add_argument("-n", type=int, default=8, help="at most this many images (default: 8)")
+    cmp.add_argument("--device", help="cpu, cuda, ... (default: automatic)")
     sub.add_parser("tiers", help="print the hardware tiers")
     sub.add_parser("recipes", help="print the built-in recipes")
     return p
@@ -114,10 +174,18 @@ def main(argv: list[str] | None = None) -> int:
     if a.command == "recipes": print(recipe_table()); return 0
     try:
         if a.command == "batch": return batch_cli(a)
+        if a.command == "monitor": return monitor(a.run, a.follow)
+        if a.command == "compare": return _compare(a)
         params = train_params(a)
     except (ValueError, FileNotFoundError) as e:                   # bad input: one line that says what to change
         print(f"vae-course {a.command}: error: {e}", file=sys.stderr); raise SystemExit(2)
     return _train(params)
+
+def _compare(a) -> int:
+    from vae_course.explore import compare_runs, comparison_table
+    res = compare_runs(a.run_a, a.run_b, a.images, out=a.out, n=a.n, device=a.device)
+    print(comparison_table(res)); print(f"wrote {Path(a.out) / 'comparison.png'} and comparison.json")
+    return 0
 
 def _fail(msg: str, code: int) -> int:
     print(f"vae-course train: {msg}", file=sys.stderr); return code

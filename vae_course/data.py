@@ -18,7 +18,8 @@ __all__ = ['RANGES', 'FACE_RANGES', 'SKIN_TONES', 'IMAGE_EXTS', 'RESAMPLE', 'CEL
            'to_range', 'to_unit', 'uint8_to_float', 'split_names', 'openmoji_root', 'openmoji_group', 'openmoji_names',
            'render_emoji', 'render_openmoji', 'ImageStack', 'OpenMoji', 'light_augment', 'image_grid', 'show_batch',
            'save_grid', 'to_rgb', 'square', 'load_image', 'scan_images', 'path_group', 'ImageFolder', 'celeba',
-           'VideoFrames', 'load_dataset', 'InMemoryLoader', 'make_loaders']
+           'VideoFrames', 'load_dataset', 'InMemoryLoader', 'batch_generator', 'jitter_batch', 'flip_batch',
+           'AugmentedLoader', 'make_loaders']
 
 # %% ../nbs/01_data.ipynb #e88554d3
 def data_dir() -> Path:
@@ -420,14 +421,14 @@ class InMemoryLoader:
     "Batches from a uint8 `(N, C, H, W)` stack, converted on `device`; order fixed by `(seed, epoch)`."
     def __init__(self, images: torch.Tensor, batch_size: int = 64, shuffle: bool = True, drop_last: bool = True,
                  seed: int = 0, value_range=(0, 1), device=None, augment_flip: bool = False,
-                 rank: int = 0, world_size: int = 1, channels_last: bool = False):
+                 rank: int = 0, world_size: int = 1, channels_last: bool = False, augment_jitter: float = 0.0):
         if images.dtype != torch.uint8 or images.ndim != 4: raise ValueError("InMemoryLoader needs a uint8 (N, C, H, W) tensor, e.g. OpenMoji(...).images")
         if batch_size < 1: raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.device = get_device(device)
         self.images = images.to(self.device)
         self.batch_size, self.shuffle, self.drop_last, self.seed = batch_size, shuffle, drop_last, seed
         self.value_range, self.augment_flip, self.channels_last = check_range(value_range), augment_flip, channels_last
-        self.rank, self.world_size = rank, world_size
+        self.augment_jitter, self.rank, self.world_size = augment_jitter, rank, world_size
         self.epoch, self.start_batch = 0, 0
         if len(self) == 0: raise ValueError(f"{len(images)} images make no full batch of {batch_size}: lower batch_size or set drop_last=False")
 
@@ -457,8 +458,49 @@ class InMemoryLoader:
             if self.augment_flip:
                 f = flips[b * self.batch_size:(b + 1) * self.batch_size].to(self.device)
                 x = torch.where(f[:, None, None, None], x.flip(-1), x)
+            if self.augment_jitter: x = jitter_batch(x, self.augment_jitter, batch_generator(self.seed, self.epoch, b), self.value_range)
             yield x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
         self.start_batch = 0
+
+# %% ../nbs/01_data.ipynb #2d9b536d
+def batch_generator(seed: int, epoch: int, batch: int) -> torch.Generator:
+    "A CPU generator for the random choices of one batch, fixed by (seed, epoch, batch) so a resume repeats them."
+    return torch.Generator().manual_seed(seed * 7_919 + epoch * 100_003 + batch + 1)
+
+def jitter_batch(x: torch.Tensor,      # (B, C, H, W) images in `value_range`
+                 strength: float,      # factors are drawn per image from [1 - strength, 1 + strength]
+                 g: torch.Generator,   # a CPU generator (see `batch_generator`)
+                 value_range=(0, 1)) -> torch.Tensor:
+    "Light colour jitter: brightness, contrast (around the image's mean) and saturation (around each pixel's grey)."
+    if not strength: return x
+    f = (1 + strength * (2 * torch.rand(3, len(x), 1, 1, 1, generator=g) - 1)).to(x.device, x.dtype)
+    u = to_unit(x, value_range)
+    rgb = u[:, :3] * f[0]                                                     # 1. brightness
+    m = rgb.mean((1, 2, 3), keepdim=True); rgb = m + (rgb - m) * f[1]         # 2. contrast
+    grey = rgb.mean(1, keepdim=True); rgb = grey + (rgb - grey) * f[2]        # 3. saturation
+    return to_range(torch.cat([rgb.clamp(0, 1), u[:, 3:]], 1), value_range)
+
+def flip_batch(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    "Each image flipped horizontally with probability 1/2."
+    f = (torch.rand(len(x), generator=g) < 0.5).to(x.device)
+    return torch.where(f[:, None, None, None], x.flip(-1), x)
+
+class AugmentedLoader:
+    "A DataLoader whose training batches get random flips and colour jitter, reproducible from (seed, epoch, batch)."
+    def __init__(self, dl, value_range=(0, 1), flip: bool = False, jitter: float = 0.0, seed: int = 0):
+        self.dl, self.value_range, self.flip, self.jitter, self.seed, self.epoch = dl, check_range(value_range), flip, jitter, seed, 0
+    @property
+    def generator(self): return getattr(self.dl, "generator", None)      # the trainer saves the shuffle state through it
+    def set_epoch(self, epoch: int):
+        self.epoch = epoch
+        if hasattr(getattr(self.dl, "sampler", None), "set_epoch"): self.dl.sampler.set_epoch(epoch)   # DistributedSampler
+    def __len__(self): return len(self.dl)
+    def __iter__(self):
+        for b, x in enumerate(self.dl):
+            g = batch_generator(self.seed, self.epoch, b)
+            if self.flip: x = flip_batch(x, g)
+            if self.jitter: x = jitter_batch(x, self.jitter, g, self.value_range)
+            yield x
 
 # %% ../nbs/01_data.ipynb #5ddaaaea
 def make_loaders(train_ds: Dataset, valid_ds: Dataset | None = None, batch_size: int = 64,

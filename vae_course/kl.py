@@ -9,7 +9,7 @@ import torch
 
 # %% auto #0
 __all__ = ['kl_normal', 'free_bits_kl', 'unit_activity', 'active_units', 'BetaSchedule', 'ConstantBeta', 'LinearWarmup',
-           'CosineBeta', 'CyclicalBeta', 'AdaptiveKL', 'make_beta_schedule']
+           'CosineBeta', 'CyclicalBeta', 'AdaptiveKL', 'CyclicalKLControl', 'make_beta_schedule']
 
 # %% ../nbs/06_kl.ipynb #2d874a53
 _REDUCTIONS = ("batchmean", "sum", "mean", "none")
@@ -96,13 +96,14 @@ class CyclicalBeta(BetaSchedule):
                  kl_cooldown_epochs: int = 0,           # units at the end of each cycle with reduced β
                  kl_cooldown_reduction: float = 0.5,    # cooldown β = beta_max * this
                  kl_beta_floor: float = 0.0,            # β at the start of the first cycle
-                 kl_floor_growth: float = 0.0,          # the floor rises by this much per cycle
+                 kl_floor_growth: float = 1.0,          # the floor is multiplied by this per cycle
                  beta_max: float = 1.0,                 # β at the top of each cycle
                  ramp_ratio: float = 0.5,               # fraction of the cycle spent ramping up
                  n_cycles: int | None = None,           # after this many cycles β stays at beta_max (None: forever)
                 ):
         super().__init__()
         if kl_cycle_period < 1: raise ValueError("kl_cycle_period must be at least 1 unit")
+        if not kl_floor_growth > 0: raise ValueError(f"kl_floor_growth={kl_floor_growth} must be > 0 (a factor per cycle; 1.0: no growth)")
         if not 0 <= kl_cooldown_epochs <= kl_cycle_period * (1 - ramp_ratio) + 1e-9:
             raise ValueError(f"kl_cooldown_epochs={kl_cooldown_epochs} must fit in the hold part of a cycle "
                              f"(at most {kl_cycle_period * (1 - ramp_ratio):g} units); lower it or lengthen kl_cycle_period")
@@ -113,7 +114,7 @@ class CyclicalBeta(BetaSchedule):
     def _beta(self, t):
         cycle, pos = divmod(t, self.period)
         if self.n_cycles is not None and cycle >= self.n_cycles: return self.beta_max    # 0. cycles over
-        floor = min(self.beta_max, self.floor + cycle * self.growth)                        # 1. this cycle's floor
+        floor = min(self.beta_max, self.floor * self.growth ** cycle)                       # 1. this cycle's floor
         ramp = self.ramp_ratio * self.period
         if pos < ramp: return floor + (self.beta_max - floor) * pos / ramp                  # 2. ramp up
         if pos >= self.period - self.cooldown: return max(floor, self.beta_max * self.reduction)  # 3. cooldown
@@ -150,8 +151,43 @@ class AdaptiveKL(BetaSchedule):
     def state_dict(self) -> dict: return {"t": self.t, "beta": self.beta, "ema": self.ema}
     def load_state_dict(self, state: dict): self.t, self.beta, self.ema = int(state["t"]), state["beta"], state["ema"]
 
+# %% ../nbs/06_kl.ipynb #69dd0f00
+class CyclicalKLControl(BetaSchedule):
+    "Adaptive β (on the smoothed epoch-mean KL) with a cooldown at the start of each cycle and a floor that grows per cycle."
+    def __init__(self, adaptive: AdaptiveKL,               # the controller that sets β outside the cooldowns
+                 kl_cycle_period: int = 8,                 # units (epochs) per cycle
+                 kl_cooldown_epochs: int = 2,              # units at the start of each cycle with reduced β
+                 kl_cooldown_reduction: float = 0.25,      # β factor during a cooldown
+                 kl_beta_floor: float = 5e-5,              # β never below this (in the first cycle)
+                 kl_floor_growth: float = 1.02):           # the floor is multiplied by this per cycle
+        super().__init__()
+        if kl_cycle_period < 1: raise ValueError("kl_cycle_period must be at least 1 unit")
+        if not 0 <= kl_cooldown_epochs < kl_cycle_period:
+            raise ValueError(f"kl_cooldown_epochs={kl_cooldown_epochs} must be below kl_cycle_period={kl_cycle_period}")
+        if not kl_floor_growth > 0: raise ValueError(f"kl_floor_growth={kl_floor_growth} must be > 0 (a factor per cycle; 1.0: no growth)")
+        self.adaptive, self.period, self.cooldown, self.reduction = adaptive, kl_cycle_period, kl_cooldown_epochs, kl_cooldown_reduction
+        self.floor, self.growth = kl_beta_floor, kl_floor_growth
+
+    def floor_at(self, t: int) -> float: return self.floor * self.growth ** (t // self.period)
+    def in_cooldown(self, t: int) -> bool: return t % self.period < self.cooldown
+
+    @property
+    def value(self) -> float:
+        b = self.adaptive.value * (self.reduction if self.in_cooldown(self.t) else 1.0)
+        return max(self.floor_at(self.t), b)
+
+    def step(self, kl=None) -> float:
+        "One unit (epoch) on: the controller reads `kl` (the epoch's mean KL), then the cycle moves on."
+        self.adaptive.step(kl=kl); self.t += 1
+        return self.value
+
+    @property
+    def ema(self): return self.adaptive.ema
+    def state_dict(self): return dict(t=self.t, adaptive=self.adaptive.state_dict())
+    def load_state_dict(self, sd): self.t = int(sd["t"]); self.adaptive.load_state_dict(sd["adaptive"])
+
 # %% ../nbs/06_kl.ipynb #b1857754
-_SCHEDULES = dict(constant=ConstantBeta, linear=LinearWarmup, cosine=CosineBeta, cyclical=CyclicalBeta, adaptive=AdaptiveKL)
+_SCHEDULES = dict(constant=ConstantBeta, linear=LinearWarmup, cosine=CosineBeta, cyclical=CyclicalBeta, adaptive=AdaptiveKL)  # CyclicalKLControl wraps an AdaptiveKL
 
 def make_beta_schedule(name: str,  # 'constant', 'linear', 'cosine', 'cyclical' or 'adaptive'
                        **kw,       # the schedule's arguments, e.g. warmup_steps=2000

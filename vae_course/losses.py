@@ -17,7 +17,8 @@ from .data import to_unit
 
 # %% auto #0
 __all__ = ['VGG_LAYERS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'gaussian_nll', 'WeightsUnavailableError', 'weights_path',
-           'load_torchvision_model', 'freeze', 'VGGPerceptual', 'LPIPSLoss', 'ReconLoss', 'gaussian_blur']
+           'load_torchvision_model', 'freeze', 'VGGPerceptual', 'LPIPSLoss', 'ReconLoss', 'term_gradient_norms',
+           'gaussian_blur']
 
 # %% ../nbs/07_losses.ipynb #1ca1779f
 def _check_reduction(reduction: str, allowed=("sum", "mean", "none")) -> str:
@@ -189,13 +190,14 @@ class ReconLoss(nn.Module):
                  value_range=(0, 1),               # range of recon and x
                  pretrained: bool = True,          # ImageNet backbones for perceptual/LPIPS (False: random, say so)
                  lpips_net: str = "vgg",           # LPIPS trunk
-                 nll: float = 0.0):                # weight of the Gaussian NLL (needs `recon_logvar`)
+                 nll: float = 0.0,                 # weight of the Gaussian NLL (needs `recon_logvar`)
+                 scale_features: bool = True):     # 'sum': perceptual/LPIPS x D like the pixel terms (False: per image)
         super().__init__()
         self.weights = dict(mse=mse, l1=l1, perceptual=perceptual, lpips=lpips, nll=nll)
         bad = {k: w for k, w in self.weights.items() if not w >= 0}
         if bad: raise ValueError(f"loss weights must be >= 0, got {bad}")
         if not any(self.weights.values()): raise ValueError("all loss weights are 0; give at least one, e.g. ReconLoss(mse=1.0)")
-        self.reduction, self.value_range = _check_reduction(reduction, ("sum", "mean")), tuple(value_range)
+        self.reduction, self.value_range, self.scale_features = _check_reduction(reduction, ("sum", "mean")), tuple(value_range), scale_features
         self.perceptual_fn = VGGPerceptual(pretrained, value_range=value_range) if perceptual else None
         self.lpips_fn = LPIPSLoss(lpips_net, pretrained, value_range=value_range) if lpips else None
 
@@ -213,14 +215,27 @@ class ReconLoss(nn.Module):
 
     def forward(self, recon: torch.Tensor, x: torch.Tensor, recon_logvar=None) -> dict:
         if recon.shape != x.shape: raise ValueError(f"recon {tuple(recon.shape)} and x {tuple(x.shape)} differ in shape")
-        scale = x[0].numel() if self.reduction == "sum" else 1
-        terms = {k: self.weights[k] * scale * v.mean() for k, v in self.per_sample(recon, x, recon_logvar).items()}
+        D = x[0].numel() if self.reduction == "sum" else 1
+        scale = lambda k: 1 if k in ("perceptual", "lpips") and not self.scale_features else D
+        terms = {k: self.weights[k] * scale(k) * v.mean() for k, v in self.per_sample(recon, x, recon_logvar).items()}
         terms["recon"] = sum(terms.values())
         return terms
 
     def extra_repr(self):
         w = ", ".join(f"{k}={v}" for k, v in self.weights.items() if v)
         return f"{w}, reduction={self.reduction!r}, value_range={self.value_range}"
+
+# %% ../nbs/07_losses.ipynb #6ec06dc7
+def term_gradient_norms(terms: dict,     # name -> a scalar loss term, already weighted as it enters the loss
+                        params,          # the weights they pull on (e.g. model.parameters())
+                       ) -> dict[str, float]:
+    "The norm of each term's gradient on `params`: how hard each part of a combined loss pulls on the weights."
+    params = [p for p in params if p.requires_grad]
+    out = {}
+    for k, v in terms.items():
+        gs = torch.autograd.grad(v, params, retain_graph=True, allow_unused=True)
+        out[k] = torch.sqrt(sum((g.float() ** 2).sum() for g in gs if g is not None)).item()
+    return out
 
 # %% ../nbs/07_losses.ipynb #150cc267
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -22,19 +22,19 @@ from .training import (TIERS, SCHEDULES, OPTIMIZERS, TrainConfig, Trainer, Callb
 # %% auto #0
 __all__ = ['RUN_TIERS', 'KL_SCHEDULES', 'LR_SCHEDULES', 'PARAMS', 'LOCATION', 'VAE_ONLY', 'VQ_ONLY', 'RECIPES', 'TEMPERATURES',
            'RESUME_FREE', 'RESUME_LENGTH', 'Param', 'resume_checkpoint', 'validate_params', 'check_run_inputs',
-           'load_recipe', 'recipe_yaml', 'write_recipe_files', 'recipe_files_drift', 'build_model', 'ProductBeta',
-           'build_beta', 'quality_net', 'build_objective', 'build_data', 'first_images', 'TimeBudgetCB', 'reconstruct',
-           'PSNRCurveCB', 'LossLogCB', 'PrintCB', 'temperature_grid', 'interpolation_grid', 'evaluate', 'plot_losses',
+           'load_recipe', 'recipe_yaml', 'write_recipe_files', 'recipe_files_drift', 'build_model', 'build_beta',
+           'quality_net', 'build_objective', 'build_data', 'first_images', 'TimeBudgetCB', 'reconstruct', 'PSNRCurveCB',
+           'LossLogCB', 'PrintCB', 'FiguresCB', 'temperature_grid', 'interpolation_grid', 'evaluate', 'plot_losses',
            'plot_psnr_curve', 'plot_usage', 'write_artifacts', 'run_device', 'train_config', 'progress_callback',
-           'default_run_dir', 'run_folder', 'run_recipe', 'resume_changes', 'step_checkpoints', 'load_model',
-           'notebook_params']
+           'default_run_dir', 'run_folder', 'run_recipe', 'init_codebook_from_images', 'resume_changes',
+           'step_checkpoints', 'load_model', 'notebook_params']
 
 # %% ../nbs/15_recipes.ipynb #be85d856
 @dataclass(frozen=True)
 class Param:
     "One recipe parameter: default, accepted values and a one-line help."
     default: Any
-    kind: str                 # 'int', 'float', 'bool', 'str', 'choice' or 'ints' (a list of ints)
+    kind: str                 # 'int', 'float', 'bool', 'str', 'choice', 'ints' or 'floats' (a list of numbers)
     help: str
     choices: tuple = ()       # the accepted values of a 'choice'
     lo: float | None = None   # smallest accepted number ('int', 'float', each of 'ints')
@@ -44,11 +44,11 @@ class Param:
     def describe(self) -> str:
         "The accepted values in words."
         if self.kind == "choice": s = "one of: " + ", ".join(map(repr, self.choices))
-        elif self.kind in ("int", "float", "ints"):
-            what = {"int": "an integer", "float": "a number", "ints": "a list of integers"}[self.kind]
+        elif self.kind in ("int", "float", "ints", "floats"):
+            what = {"int": "an integer", "float": "a number", "ints": "a list of integers", "floats": "a list of numbers"}[self.kind]
             rng = f" in [{self.lo:g}, {self.hi:g}]" if self.lo is not None and self.hi is not None else \
                   f" >= {self.lo:g}" if self.lo is not None else ""
-            s = what + (" (each)" if self.kind == "ints" and rng else "") + rng
+            s = what + (" (each)" if self.kind in ("ints", "floats") and rng else "") + rng
         elif self.kind == "bool": s = "True or False"
         else: s = "a string"
         return s + (", or None" if self.optional else "")
@@ -73,6 +73,10 @@ class Param:
             if not isinstance(v, (list, tuple)) or not v or not all(isinstance(i, int) and not isinstance(i, bool) for i in v): raise bad()
             if any(not self._in_range(i) for i in v): raise bad()
             return [int(i) for i in v]
+        if self.kind == "floats":
+            if not isinstance(v, (list, tuple)) or not v or not all(isinstance(i, (int, float)) and not isinstance(i, bool) for i in v): raise bad()
+            if any(not self._in_range(i) for i in v): raise bad()
+            return [float(i) for i in v]
         if isinstance(v, bool): raise bad()
         if self.kind == "int":
             if isinstance(v, float) and v.is_integer(): v = int(v)
@@ -114,6 +118,7 @@ PARAMS: dict[str, Param] = dict(
     split_group=_P(None, "str", "folder data: keep near-duplicates on one side of the split, 'folder' (by sub-folder) or a regex "
                    "whose first group names the group (OpenMoji is always grouped by drawing)", optional=True),
     augment_flip=_P(False, "bool", "random horizontal flips of training images"),
+    augment_jitter=_P(0.0, "float", "light colour jitter of training images: brightness, contrast, saturation x [1-j, 1+j] (0: off)", lo=0, hi=0.5),
     valid_images=_P(256, "int", "validation images used for the final metrics", lo=2),
     # model
     preset=_P("tiny", "str", "architecture preset: vae_course.vae.PRESETS or vae_course.vq.VQ_PRESETS"),
@@ -133,13 +138,22 @@ PARAMS: dict[str, Param] = dict(
     l1=_P(0.0, "float", "weight of the absolute error", lo=0),
     perceptual=_P(0.0, "float", "weight of the VGG16 perceptual loss", lo=0),
     lpips=_P(0.0, "float", "weight of the LPIPS loss", lo=0),
+    perceptual_per_image=_P(False, "bool", "with recon_reduction='sum': add perceptual/LPIPS per image (weight x distance) instead of "
+                            "scaled by the pixel count like the pixel terms"),
+    learned_variance=_P(False, "bool", "VAE: the decoder also predicts a per-pixel log-variance, clamped to [-10, 10] (use with 'nll')"),
+    nll=_P(0.0, "float", "weight of the Gaussian negative log-likelihood (needs learned_variance=True)", lo=0),
     pretrained=_P(True, "bool", "ImageNet weights for perceptual/LPIPS terms and the LPIPS metric (False: random, for offline checks)"),
     # KL (VAE)
     kl_weight=_P(1.0, "float", "β, the weight of the KL term (its maximum under a schedule)", lo=0),
+    kl_reduction=_P("sum", "choice", "KL per image: 'sum' over latent dimensions (the ELBO's) or 'mean' over them", choices=("sum", "mean")),
     kl_schedule=_P("constant", "choice", "how β moves during training", choices=KL_SCHEDULES),
     kl_step=_P("step", "choice", "the β schedule advances per optimiser 'step' or per 'epoch'", choices=("step", "epoch")),
     kl_warmup=_P(0, "int", "units of β warm-up ('linear', 'cosine')", lo=0),
-    kl_cycle=_P(10, "int", "units per cycle ('cyclical')", lo=1),
+    kl_cycle_period=_P(10, "int", "units per KL cycle ('cyclical', 'adaptive_cyclical')", lo=1),
+    kl_cooldown_epochs=_P(0, "int", "units of reduced β per cycle: at its end ('cyclical'), at its start ('adaptive_cyclical')", lo=0),
+    kl_cooldown_reduction=_P(0.25, "float", "β factor during a cooldown", lo=0, hi=1),
+    kl_beta_floor=_P(0.0, "float", "β never below this in the first cycle ('cyclical', 'adaptive_cyclical')", lo=0),
+    kl_floor_growth=_P(1.0, "float", "the β floor is multiplied by this per cycle (1.0: constant)", lo=1e-6),
     kl_target_low=_P(20.0, "float", "lower edge of the KL band in nats per image ('adaptive')", lo=0),
     kl_target_high=_P(60.0, "float", "upper edge of the KL band in nats per image ('adaptive')", lo=0),
     free_bits=_P(0.0, "float", "nats per latent dimension that cost nothing", lo=0),
@@ -151,6 +165,8 @@ PARAMS: dict[str, Param] = dict(
     gan_weight=_P(0.0, "float", "target weight of the adversarial term (0: a plain VQ-VAE)", lo=0),
     gan_start=_P(0, "int", "optimiser steps before the GAN term (and the discriminator) switch on", lo=0),
     gan_ramp=_P(0, "int", "steps of linear ramp of the GAN weight after gan_start", lo=0),
+    gan_adaptive=_P(True, "bool", "scale the GAN term by VQ-GAN's adaptive weight (Esser et al. eq. 7); False: gan_weight alone"),
+    codebook_init_images=_P(0, "int", "VQ k-means codebook start on encoder outputs of this many training images (0: the first batch)", lo=0),
     disc_lr=_P(2e-4, "float", "discriminator learning rate", lo=1e-8, hi=1.0),
     prior_steps=_P(0, "int", "VQ: steps fitting an autoregressive code prior (chapter 14) after training, for the samples "
                    "(0: codes drawn from their per-position frequencies)", lo=0),
@@ -161,28 +177,40 @@ PARAMS: dict[str, Param] = dict(
     batch_size=_P(None, "int", "images per micro-batch (None: the tier's)", lo=1, optional=True),
     accum_steps=_P(None, "int", "micro-batches per optimiser step (None: the tier's)", lo=1, optional=True),
     optimizer=_P("adamw", "choice", "optimiser", choices=OPTIMIZERS),
+    adam_betas=_P([0.9, 0.999], "floats", "Adam's (β1, β2)", lo=0, hi=0.9999999),
     lr=_P(1e-3, "float", "peak learning rate", lo=1e-8, hi=1.0),
     weight_decay=_P(0.0, "float", "L2 (adam) or decoupled (adamw) weight decay", lo=0),
     lr_schedule=_P("cosine", "choice", "LR schedule; 'time_cosine' decays over the time budget", choices=LR_SCHEDULES),
     warmup_steps=_P(0, "int", "linear LR warm-up steps", lo=0),
+    warmup_start_lr=_P(None, "float", "LR at the first warm-up step (None: lr / warmup_steps)", lo=0, optional=True),
+    min_lr=_P(None, "float", "'cosine': the LR at the end (None: 1% of lr)", lo=0, optional=True),
+    reference_steps=_P(None, "int", "the reference run's length in optimiser steps: a shorter run scales gan_start, gan_ramp and "
+                       "save_every_steps by its length / this (None: no scaling)", lo=1, optional=True),
     lr_gamma=_P(0.95, "float", "'exponential': LR factor per epoch", lo=1e-6, hi=1.0),
     plateau_patience=_P(2, "int", "'plateau': epochs without improvement before the LR is cut", lo=0),
     early_stopping=_P(0, "int", "stop after this many epochs without improvement (0: off)", lo=0),
     amp=_P(None, "choice", "mixed precision (None: the tier's choice)", choices=("bf16", "fp16", "none"), optional=True),
     channels_last=_P(True, "bool", "NHWC memory layout (faster convolutions on CPU and tensor cores)"),
+    log_every=_P(5, "int", "optimiser steps between logged training values", lo=1),
+    image_every_steps=_P(0, "int", "reconstruction and sample grids to TensorBoard every N steps too (0: per epoch only)", lo=0),
+    figures_every_epochs=_P(0, "int", "samples, temperature, interpolation, reconstruction and loss figures in figures/ every N epochs (0: off)", lo=0),
     psnr_every_s=_P(15.0, "float", "seconds between points of the validation PSNR-over-time curve", lo=0.1),
     progress=_P(None, "bool", "a tqdm bar (True), a line every 30 s (False), or None: a bar on a terminal, else lines "
                 "(a line per epoch either way)", optional=True),
 )
 LOCATION = ("tier", "device", "out_dir", "resume")   # where a run happens: not part of a recipe file
-VAE_ONLY = ("latent_dim", "latent", "latent_ch", "kl_weight", "kl_schedule", "kl_step", "kl_warmup", "kl_cycle", "kl_target_low", "kl_target_high",
+VAE_ONLY = ("latent_dim", "latent", "latent_ch", "kl_weight", "kl_reduction", "kl_schedule", "kl_step", "kl_warmup", "kl_cycle_period",
+            "kl_cooldown_epochs", "kl_cooldown_reduction", "kl_beta_floor", "kl_floor_growth", "kl_target_low", "kl_target_high",
+            "learned_variance", "nll",
             "free_bits", "quality_weight", "quality_checkpoint")
-VQ_ONLY = ("num_codes", "code_dim", "vq_weight", "gan_weight", "gan_start", "gan_ramp", "disc_lr", "prior_steps")
+VQ_ONLY = ("num_codes", "code_dim", "vq_weight", "gan_weight", "gan_start", "gan_ramp", "gan_adaptive", "disc_lr", "prior_steps",
+           "codebook_init_images")
 
 # %% ../nbs/15_recipes.ipynb #8341cf97
 _ALIASES = dict(learning_rate="lr", max_steps="steps", n_epochs="epochs", num_epochs="epochs", beta="kl_weight",
                 kld_weight="kl_weight", kl="kl_weight", img_size="image_size", size="image_size", data="data_source",
-                data_dir="data_path", bs="batch_size", output_dir="out_dir", out="out_dir", preset_name="preset")
+                data_dir="data_path", bs="batch_size", output_dir="out_dir", out="out_dir", preset_name="preset",
+                kl_cycle="kl_cycle_period", kl_cycle_enabled="kl_schedule", betas="adam_betas")
 
 def _suggest(name: str) -> str | None:
     "The parameter a misspelt or foreign `name` most likely means."
@@ -201,7 +229,7 @@ def _model_config(p: dict):
     if p["model"] == "vae":
         from vae_course.vae import PRESETS, vae_config
         if p["preset"] not in PRESETS: raise ValueError(f"bad value {p['preset']!r} for parameter 'preset': a VAE preset is one of: {', '.join(PRESETS)}")
-        lat = {k: p[k] for k in ("latent_dim", "latent", "latent_ch") if p[k]}
+        lat = {k: p[k] for k in ("latent_dim", "latent", "latent_ch", "learned_variance") if p[k]}
         return vae_config(p["preset"], **arch, **lat)
     from vae_course.vq import VQ_PRESETS, VQVAEConfig
     if p["preset"] not in VQ_PRESETS: raise ValueError(f"bad value {p['preset']!r} for parameter 'preset': a VQ preset is one of: {', '.join(VQ_PRESETS)}")
@@ -234,8 +262,12 @@ def validate_params(params: dict) -> dict:
     if p["split_group"]: path_group(p["split_group"])                  # a bad regex fails here
     if p["data_path"] and p["data_source"] == "openmoji":
         raise ValueError("parameter 'data_path' is set but data_source='openmoji' (embedded data); set data_source='folder' (or 'celeba', 'video')")
-    if not any(p[k] for k in ("mse", "l1", "perceptual", "lpips")):
-        raise ValueError("parameters 'mse', 'l1', 'perceptual', 'lpips' are all 0: give at least one a positive weight")
+    if not any(p[k] for k in ("mse", "l1", "perceptual", "lpips", "nll")):
+        raise ValueError("parameters 'mse', 'l1', 'perceptual', 'lpips', 'nll' are all 0: give at least one a positive weight")
+    if bool(p["nll"]) != p["learned_variance"]:
+        raise ValueError("parameters 'nll' and 'learned_variance' go together: the Gaussian NLL needs the decoder's variance, and a "
+                         "learned variance is trained only by it; set both (e.g. nll=1.0, learned_variance=True, mse=0) or neither")
+    if len(p["adam_betas"]) != 2: raise ValueError(f"bad value {p['adam_betas']!r} for parameter 'adam_betas': expected two numbers, e.g. [0.9, 0.99]")
     if p["kl_schedule"].startswith("adaptive") and not p["kl_target_low"] < p["kl_target_high"]:
         raise ValueError(f"parameter 'kl_target_low' ({p['kl_target_low']}) must be below 'kl_target_high' ({p['kl_target_high']})")
     if p["epochs"] is None and p["steps"] is None and p["time_budget_min"] is None:
@@ -306,30 +338,41 @@ RECIPES: dict[str, dict] = dict(
                  epochs=None, time_budget_min=5.0, batch_size=32, accum_steps=1, lr=2e-3, warmup_steps=50,
                  lr_schedule="time_cosine",
                  smoke=dict(image_size=32, steps=40, batch_size=16)),
-    # pixel-art VAE: 128 px, Conv(4x4, s2)+ReLU, latent 256, KL 0.01, quality-guided (-score, weight 1.0), nearest resize
-    pixel_art=dict(name="pixel_art", preset="pixel_art", image_size=128, resize="nearest", kl_weight=0.01,
-                   quality_weight=1.0, optimizer="adam", lr=1e-3, lr_schedule="cosine", warmup_steps=200, epochs=100,
+    # pixel-art VAE: 128 px, Conv(4x4, s2)+ReLU, latent 256; the reference's mean-reduced loss: MSE + 0.01 KL (warmed up) - 1.0 quality
+    pixel_art=dict(name="pixel_art", preset="pixel_art", image_size=128, resize="nearest", recon_reduction="mean",
+                   kl_reduction="mean", kl_weight=0.01, kl_schedule="linear", kl_warmup=2000, quality_weight=1.0,
+                   optimizer="adam", lr=1e-4, lr_schedule="constant", epochs=100,
                    smoke=dict(image_size=32, channels=[16, 32, 64], latent_dim=32)),
-    # ultra-quality VAE: 256 px ResNet + attention, latent 1024, four reconstruction terms, slow Adam, plateau LR
+    # ultra-quality VAE: 256 px ResNet + attention, latent 1024, four reconstruction terms, slow Adam, plateau LR,
+    # adaptive KL on the epoch-mean KL with the reference's six cyclical keys
     ultra=dict(name="ultra", preset="ultra", image_size=256, mse=0.4, l1=0.2, perceptual=0.2, lpips=0.2,
                optimizer="adam", lr=5e-5, weight_decay=1e-5, lr_schedule="plateau", plateau_patience=10,
-               early_stopping=20, kl_weight=1e-3, kl_schedule="adaptive_cyclical", kl_step="epoch", kl_cycle=10,
-               kl_target_low=200.0, kl_target_high=600.0, epochs=500,
+               early_stopping=20, kl_weight=1e-3, kl_schedule="adaptive_cyclical", kl_step="epoch", kl_cycle_period=8,
+               kl_cooldown_epochs=2, kl_cooldown_reduction=0.25, kl_beta_floor=5e-5, kl_floor_growth=1.02,
+               kl_target_low=200.0, kl_target_high=600.0, epochs=200, figures_every_epochs=10,
                smoke=dict(image_size=64, channels=[8, 8, 16, 16, 16, 16, 16], blocks_per_level=1, latent_dim=32)),
-    # 64 px CelebA VAE: ResidualBottleneck + SE blocks, Adam 1e-4, KL warm-up, perceptual 0.1, bf16
-    celeba64=dict(name="celeba64", preset="celeba64", image_size=64, perceptual=0.1, optimizer="adam", lr=1e-4,
-                  kl_weight=1.0, kl_schedule="linear", kl_warmup=5000, amp="bf16", lr_schedule="cosine", epochs=50,
-                  augment_flip=True, smoke=dict(image_size=32, channels=[16, 32, 64, 64], blocks_per_level=1, latent_dim=32)),
-    # anime VQ-VAE -> VQ-GAN: 256 px, K=1024 EMA codebook, L1 + LPIPS 0.5, warm-up + cosine 2e-4, GAN after 20k steps
+    # 64 px CelebA VAE: ResidualBottleneck + SE blocks, batch 32, Adam 1e-4, KL warm-up, perceptual 0.1 per image, bf16
+    celeba64=dict(name="celeba64", preset="celeba64", image_size=64, perceptual=0.1, perceptual_per_image=True,
+                  optimizer="adam", lr=1e-4, batch_size=32, accum_steps=1, kl_weight=1.0, kl_schedule="linear",
+                  kl_warmup=5000, amp="bf16", lr_schedule="cosine", epochs=50, augment_flip=True, figures_every_epochs=5,
+                  smoke=dict(image_size=32, channels=[16, 32, 64, 64], blocks_per_level=1, latent_dim=32, amp="none")),
+    # anime VQ-VAE -> VQ-GAN: 256 px, K=1024 EMA codebook, L1 + LPIPS 0.5, Adam (0.9, 0.99), 1e-6 -> 2e-4 -> cosine 1e-5,
+    # GAN 0.1 off for 20k steps then ramped over 20k (scaled to shorter runs), flips and light colour jitter
     anime_vq=dict(name="anime_vq", model="vq", preset="anime256", image_size=256, recon_reduction="mean",
-                  mse=0.0, l1=1.0, lpips=0.5, vq_weight=1.0, gan_weight=0.8, gan_start=20_000, gan_ramp=5_000,
-                  optimizer="adam", lr=2e-4, lr_schedule="cosine", warmup_steps=1000, epochs=200, prior_steps=5000,
+                  mse=0.0, l1=1.0, lpips=0.5, vq_weight=1.0, gan_weight=0.1, gan_start=20_000, gan_ramp=20_000,
+                  gan_adaptive=False, reference_steps=100_000, optimizer="adam", adam_betas=[0.9, 0.99], lr=2e-4,
+                  lr_schedule="cosine", warmup_steps=2000, warmup_start_lr=1e-6, min_lr=1e-5, batch_size=32, accum_steps=1,
+                  epochs=320, save_every_steps=10_000, augment_flip=True, augment_jitter=0.1, codebook_init_images=5000,
+                  prior_steps=5000,
                   smoke=dict(image_size=32, channels=[16, 32, 32], blocks_per_level=1, num_codes=32, code_dim=16,
-                             gan_start=2, gan_ramp=2, prior_steps=20)),
-    # vanilla VAE: 256 px Conv-BN-LeakyReLU, tanh, per-pixel MSE + 1e-4 KL, Adam + exponential LR 0.95; DDP under torchrun
+                             gan_start=2, gan_ramp=2, reference_steps=None, warmup_steps=2, save_every_steps=None, codebook_init_images=64,
+                             prior_steps=20)),
+    # vanilla VAE: 256 px Conv-BN-LeakyReLU, tanh, per-pixel MSE + 1e-4 KL, Adam 1e-4 + exponential LR 0.95; DDP under torchrun
     vanilla=dict(name="vanilla", preset="vanilla", image_size=256, recon_reduction="mean", kl_weight=1e-4,
-                 optimizer="adam", lr=5e-3, lr_schedule="exponential", lr_gamma=0.95, epochs=100,
-                 smoke=dict(image_size=32, channels=[16, 32, 64], latent_dim=32)),
+                 optimizer="adam", lr=1e-4, lr_schedule="exponential", lr_gamma=0.95, epochs=200, log_every=50,
+                 image_every_steps=5000, save_every_steps=5000,
+                 smoke=dict(image_size=32, channels=[16, 32, 64], latent_dim=32, log_every=5, image_every_steps=0,
+                            save_every_steps=None)),
 )
 
 # %% ../nbs/15_recipes.ipynb #4cbdb77e
@@ -397,29 +440,18 @@ def build_model(p: dict) -> nn.Module:
     from vae_course.vq import VQVAE
     return VQVAE(cfg)
 
-from .kl import BetaSchedule
-
-class ProductBeta(BetaSchedule):
-    "β = a.value · b.value, both advanced together (e.g. an adaptive level times a cyclical shape)."
-    def __init__(self, a, b): super().__init__(); self.a, self.b = a, b
-    @property
-    def value(self) -> float: return self.a.value * self.b.value
-    def step(self, kl=None):
-        self.t += 1; self.a.step(kl=kl); self.b.step(kl=kl)
-        return self.value
-    def state_dict(self): return dict(t=self.t, a=self.a.state_dict(), b=self.b.state_dict())
-    def load_state_dict(self, sd): self.t = sd["t"]; self.a.load_state_dict(sd["a"]); self.b.load_state_dict(sd["b"])
+_CYCLE_KEYS = ("kl_cycle_period", "kl_cooldown_epochs", "kl_cooldown_reduction", "kl_beta_floor", "kl_floor_growth")
 
 def build_beta(p: dict):
-    "The β schedule of `kl_schedule`, peaking at `kl_weight`."
-    from vae_course.kl import make_beta_schedule, AdaptiveKL, CyclicalBeta
+    "The β schedule of `kl_schedule`, peaking at (or, when adaptive, starting from) `kl_weight`."
+    from vae_course.kl import make_beta_schedule, AdaptiveKL, CyclicalBeta, CyclicalKLControl
     s, w = p["kl_schedule"], p["kl_weight"]
     if s == "constant": return make_beta_schedule("constant", beta=w)
     if s in ("linear", "cosine"): return make_beta_schedule(s, warmup_steps=p["kl_warmup"], beta_max=w)
-    adaptive = lambda: AdaptiveKL(p["kl_target_low"], p["kl_target_high"], beta_init=w, beta_min=w * 1e-3, beta_max=w * 1e3)
-    if s == "adaptive": return adaptive()
-    cyc = lambda top: CyclicalBeta(kl_cycle_period=p["kl_cycle"], beta_max=top)
-    return cyc(w) if s == "cyclical" else ProductBeta(adaptive(), cyc(1.0))
+    cycle = {k: p[k] for k in _CYCLE_KEYS}
+    if s == "cyclical": return CyclicalBeta(**cycle, beta_max=w)
+    adaptive = AdaptiveKL(p["kl_target_low"], p["kl_target_high"], beta_init=w, beta_min=w * 1e-3, beta_max=w * 1e3)
+    return adaptive if s == "adaptive" else CyclicalKLControl(adaptive, **cycle)
 
 # %% ../nbs/15_recipes.ipynb #5d2e423f
 def quality_net(p: dict, images01: torch.Tensor, run_dir: Path | None = None, log=print, reuse: bool = False):
@@ -441,15 +473,18 @@ def build_objective(p: dict, model: nn.Module, quality: nn.Module | None = None)
     "`VAEObjective`, `VQObjective` or `VQGANObjective` with the reconstruction terms of the parameters."
     from vae_course.losses import ReconLoss
     vr = tuple(model.value_range)
-    recon = ReconLoss(mse=p["mse"], l1=p["l1"], perceptual=p["perceptual"], lpips=p["lpips"],
-                      reduction=p["recon_reduction"], value_range=vr, pretrained=p["pretrained"])
+    recon = ReconLoss(mse=p["mse"], l1=p["l1"], perceptual=p["perceptual"], lpips=p["lpips"], nll=p["nll"],
+                      reduction=p["recon_reduction"], value_range=vr, pretrained=p["pretrained"],
+                      scale_features=not p["perceptual_per_image"])
     if p["model"] == "vae":
-        return VAEObjective(recon, beta=build_beta(p), free_bits=p["free_bits"], quality=quality, quality_weight=p["quality_weight"])
+        return VAEObjective(recon, beta=build_beta(p), free_bits=p["free_bits"], quality=quality, quality_weight=p["quality_weight"],
+                            kl_reduction=p["kl_reduction"])
     if not p["gan_weight"]: return VQObjective(recon, vq_weight=p["vq_weight"])
     from vae_course.training import VQGANObjective
     from vae_course.vqgan import PatchDiscriminator, GANWeightSchedule
     return VQGANObjective(PatchDiscriminator(in_ch=model.cfg.in_ch), recon=recon, vq_weight=p["vq_weight"],
-                          gan_weight=GANWeightSchedule(p["gan_start"], p["gan_ramp"], p["gan_weight"]), disc_lr=p["disc_lr"])
+                          gan_weight=GANWeightSchedule(p["gan_start"], p["gan_ramp"], p["gan_weight"]), disc_lr=p["disc_lr"],
+                          adaptive=p["gan_adaptive"])
 
 # %% ../nbs/15_recipes.ipynb #aeccba26
 def _dataset(p: dict, split: str, value_range):
@@ -467,11 +502,14 @@ def build_data(p: dict, cfg: TrainConfig, value_range=(0, 1)):
         bs = min(cfg.batch_size, len(train_ds.images))
         train_dl = InMemoryLoader(train_ds.images, bs, shuffle=True, drop_last=True, seed=cfg.seed, value_range=value_range,
                                   device=cfg.device, augment_flip=p["augment_flip"], rank=rank, world_size=ws,
-                                  channels_last=cfg.channels_last)
+                                  channels_last=cfg.channels_last, augment_jitter=p["augment_jitter"])
         valid_dl = InMemoryLoader(valid_ds.images, max(bs, 64), shuffle=False, drop_last=False, value_range=value_range,
                                   device=cfg.device, channels_last=cfg.channels_last)
         return train_dl, valid_dl, train_ds, valid_ds
     train_dl, valid_dl = make_loaders(train_ds, valid_ds, cfg.batch_size, cfg.num_workers, cfg.device, cfg.seed, distributed=ws > 1)
+    if p["augment_flip"] or p["augment_jitter"]:                      # CelebA, large folders: the same augmentation
+        from vae_course.data import AugmentedLoader
+        train_dl = AugmentedLoader(train_dl, value_range, p["augment_flip"], p["augment_jitter"], cfg.seed)
     return train_dl, valid_dl, train_ds, valid_ds
 
 def first_images(ds, n: int) -> torch.Tensor:
@@ -564,6 +602,28 @@ class PrintCB(Callback):
 
 def _num(v) -> str: return "-" if v is None else f"{v:.4g}"   # '-': not measured (a NaN would look like a diverged run)
 
+class FiguresCB(Callback):
+    "Every `every` epochs, into `<run>/figures/epoch_NNN_*.png`: reconstructions, samples, temperature and interpolation grids (a VAE) and the loss figure."
+    order, main_only = 85, True
+    def __init__(self, every: int, x: torch.Tensor, losses: LossLogCB, seed: int = 0):
+        self.every, self.x, self.losses, self.seed = every, x[:8], losses, seed
+    @torch.no_grad()
+    def after_epoch(self, t):
+        if not self.every or t.epoch % self.every: return
+        from vae_course.data import save_grid
+        m, d, e = t.raw_model, Path(t.run_dir) / "figures", f"epoch_{t.epoch:03d}"
+        d.mkdir(exist_ok=True)
+        vr, x = tuple(m.value_range), self.x.to(t.device).float()
+        with torch.random.fork_rng(devices=[t.device] if t.device.type == "cuda" else []):   # training draws stay as they were
+            save_grid(torch.cat([x, reconstruct(m, x)]), d / f"{e}_recon.png", nrow=len(x), value_range=vr)
+            if hasattr(m, "sample"):
+                was = m.training; m.eval()
+                try:
+                    save_grid(temperature_grid(m, 8, TEMPERATURES, self.seed), d / f"{e}_samples_temperature.png", nrow=8, value_range=vr)
+                    if len(x) >= 2: save_grid(interpolation_grid(m, x, pairs=min(3, len(x) // 2)), d / f"{e}_interpolation.png", nrow=8, value_range=vr)
+                finally: m.train(was)
+        if self.losses.rows: plot_losses(self.losses.rows, t.history, d / f"{e}_losses.png")
+
 # %% ../nbs/15_recipes.ipynb #dd43f058
 TEMPERATURES = (0.5, 1.0, 1.5)
 
@@ -618,7 +678,7 @@ def evaluate(model, x: torch.Tensor, train_x: torch.Tensor | None = None, pretra
     x01, r01 = _to01(x, vr), _to01(r, vr)
     side = min(x.shape[-2:])
     scales = max(1, min(5, int(math.log2(side / 11)) + 1))
-    out = dict(val_psnr=M.psnr(r01, x01).item(), **_train_psnr(model, train_x),
+    out = dict(val_psnr=M.psnr(r01, x01).item(), val_mse=((r01 - x01) ** 2).mean().item(), **_train_psnr(model, train_x),
                val_ssim=M.ssim(r01, x01, win_size=min(11, side - (side + 1) % 2)).item(),
                val_ms_ssim=M.ms_ssim(r01, x01, weights=M.MS_SSIM_WEIGHTS[:scales]).item() if scales > 1 else None,
                val_ms_ssim_scales=scales if scales > 1 else None,
@@ -713,6 +773,15 @@ def _generation(model, p: dict, valid_x, train_x, run_dir) -> dict:
     if not emoji: out["gen_note"] = "no sample metrics: the course's feature network is trained on OpenMoji; use sample_metrics(..., features='inception') online"
     return out
 
+def _vq_generation(model, p: dict, x, tx, counts, prior) -> dict:
+    "A VQ model's samples (temperature 1) judged like a VAE's: Fréchet distance, KID, precision/recall in the emoji feature space."
+    from vae_course.metrics import sample_metrics
+    vr = tuple(model.value_range)
+    fake = temperature_grid(model, len(x), (1.0,), p["seed"], counts, prior)
+    out = {f"gen_real_{k}": v for k, v in sample_metrics(tx, x, "emoji", vr).items()}
+    out.update({f"gen_vq_{k}": v for k, v in sample_metrics(tx, fake, "emoji", vr).items()})
+    return out
+
 def write_artifacts(trainer: Trainer, p: dict, valid_x: torch.Tensor, train_x: torch.Tensor, run_dir,
                     psnr_curve=(), loss_rows=(), train_ds=None) -> dict:
     "Metrics, pictures and metrics.json of a finished run into `run_dir`; returns the metrics (a VQ prior learns from `train_ds`)."
@@ -734,6 +803,7 @@ def write_artifacts(trainer: Trainer, p: dict, valid_x: torch.Tensor, train_x: t
             m.update(prior_metrics(prior, model, x), prior_steps=p["prior_steps"])
         else: counts = vq_position_prior(model, tx)
         m["vq_samples"] = "autoregressive code prior (prior.safetensors)" if prior is not None else "per-position code frequencies"
+        if p["data_source"] == "openmoji": m.update(_vq_generation(model, p, x, tx, counts, prior))
     save_grid(temperature_grid(model, 8, TEMPERATURES, p["seed"], counts, prior), run_dir / "samples_temperature.png", nrow=8, value_range=vr)
     if len(x) >= 2: save_grid(interpolation_grid(model, x, pairs=min(3, len(x) // 2)), run_dir / "interpolation.png", nrow=8, value_range=vr)
     if not hasattr(model, "sample"): plot_usage(model, run_dir / "codebook_usage.png")
@@ -742,6 +812,8 @@ def write_artifacts(trainer: Trainer, p: dict, valid_x: torch.Tensor, train_x: t
         plot_psnr_curve(list(psnr_curve), run_dir / "psnr_curve.png", 20.0 if p["name"] == "default" else None)
         with open(run_dir / "psnr_curve.csv", "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=["seconds", "step", "psnr", "train_psnr"]); w.writeheader(); w.writerows(psnr_curve)
+    from vae_course.reference import success_report
+    if (s := success_report(p["name"], m)) is not None: m["success"] = s
     base = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}
     summary = {k: base.get(k) for k in ("name", "finished", "step", "epoch", "n_skipped", "images_per_s", "wall_time_s") if k in base}
     out = dict(recipe=p["name"], tier=p["tier"], **summary, **m, train_seconds=base.get("wall_time_s"),
@@ -762,10 +834,14 @@ def train_config(p: dict, run_dir) -> TrainConfig:
                        seed=p["seed"], tier="cpu" if p["tier"] == "smoke" else p["tier"], batch_size=p["batch_size"],
                        accum_steps=p["accum_steps"], amp=p["amp"], channels_last=p["channels_last"],
                        epochs=p["epochs"], max_steps=p["steps"] if not time_only else 10**9,
-                       optimizer=p["optimizer"], lr=p["lr"], weight_decay=p["weight_decay"],
+                       optimizer=p["optimizer"], lr=p["lr"], weight_decay=p["weight_decay"], adam_betas=tuple(p["adam_betas"]),
                        schedule="constant" if p["lr_schedule"] == "time_cosine" else p["lr_schedule"],
                        warmup_steps=p["warmup_steps"], lr_gamma=p["lr_gamma"], plateau_patience=p["plateau_patience"],
-                       beta_step=p["kl_step"], patience=p["early_stopping"], progress=False, log_every=5)   # progress: see progress_callback
+                       warmup_start_ratio=(p["warmup_start_lr"] or 0.0) / p["lr"],
+                       min_lr_ratio=0.01 if p["min_lr"] is None else p["min_lr"] / p["lr"],
+                       monitor="valid_recon" if p["model"] == "vq" else "valid_loss",   # VQ-GAN: not a loss with GAN terms in it
+                       beta_step=p["kl_step"], patience=p["early_stopping"], progress=False, log_every=p["log_every"],
+                       image_every_steps=p["image_every_steps"])   # progress: see progress_callback
 
 def progress_callback(p: dict, log=print) -> Callback:
     "A tqdm bar whose total follows the time budget, or, without a terminal (papermill, a log file), a line every 30 s."
@@ -809,6 +885,19 @@ def _train_and_report(p: dict, callbacks, log) -> Path:
     with run_lock(run_dir):                                           # a second run in this folder stops here
         return _train(p, ckpt, run_dir, callbacks, log)
 
+def init_codebook_from_images(model, ds, n: int, seed: int = 0, log=print, max_vectors: int = 50_000):
+    "k-means start of a VQ model's codebook on a random sample of the encoder outputs of the first `n` images of `ds`."
+    t0, n, g = time.perf_counter(), min(n, len(ds)), torch.Generator().manual_seed(seed)
+    batches = (torch.stack([ds[i] for i in range(j, min(n, j + 64))]) for j in range(0, n, 64))
+    was = model.training; model.eval()
+    try: model.init_codebook(batches, max_vectors=max_vectors, n_images=n, generator=g)
+    finally: model.train(was)
+    log(f"codebook: k-means on up to {max_vectors} encoder outputs drawn from {n} training images in {time.perf_counter() - t0:.0f}s")
+
+def _add_to_metrics(run_dir, **kv):
+    f = Path(run_dir) / "metrics.json"
+    write_json({**json.loads(f.read_text()), **kv}, f)
+
 def _train(p: dict, ckpt, run_dir: Path, callbacks, log) -> Path:
     import yaml
     rank, _, world = dist_info()
@@ -818,12 +907,16 @@ def _train(p: dict, ckpt, run_dir: Path, callbacks, log) -> Path:
     model = build_model(p)
     train_dl, valid_dl, train_ds, valid_ds = build_data(p, cfg, tuple(model.value_range))
     quality = quality_net(p, _to01(first_images(train_ds, 512), model.value_range), run_dir, log, reuse=ckpt is not None) if p["quality_weight"] else None
-    objective = build_objective(p, model, quality)
+    from vae_course.reference import scale_to_reference, planned_steps
+    scaled = scale_to_reference(p, planned_steps(p, train_dl, cfg.accum_steps))     # a run shorter than its reference
+    if scaled: log(scaled["note"])
+    objective = build_objective({**p, **scaled}, model, quality)
     valid_x, train_x = first_images(valid_ds, p["valid_images"]), first_images(train_ds, 256)
     curve, losses = PSNRCurveCB(valid_x[:256], p["psnr_every_s"], train_x[:256]), LossLogCB()
     cbs = [curve, losses, PrintCB(log), progress_callback(p, log), *(callbacks or [])]
     if p["time_budget_min"]: cbs.append(TimeBudgetCB(p["time_budget_min"], anneal=p["lr_schedule"] == "time_cosine"))
-    cfg.save_every_steps = step_checkpoints(p, train_dl, cfg.accum_steps)
+    if p["figures_every_epochs"]: cbs.append(FiguresCB(p["figures_every_epochs"], valid_x, losses, p["seed"]))
+    cfg.save_every_steps = step_checkpoints({**p, **scaled}, train_dl, cfg.accum_steps)
     trainer = Trainer(model, train_dl, valid_dl, cfg, objective, callbacks=cbs)
     trainer.run_dir = run_dir                                         # every artifact in one folder
     log(f"{p['name']} ({p['tier']}): {type(model).__name__} {human_count(count_parameters(model))} parameters, "
@@ -834,10 +927,13 @@ def _train(p: dict, ckpt, run_dir: Path, callbacks, log) -> Path:
     if ckpt is not None:
         trainer.load(ckpt)                                            # a checkpoint that does not fit fails here, folder untouched
         log(f"resuming from {ckpt} at step {trainer.step}" + "".join(f"; {k} {a} -> {b}" for k, (a, b) in changed.items()))
+    elif p["model"] == "vq" and p["codebook_init_images"] and model.cfg.codebook_init == "kmeans":
+        trainer._setup(); init_codebook_from_images(model, train_ds, p["codebook_init_images"], p["seed"], log)
     if rank == 0: (run_dir / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
     trainer.fit()
     if not trainer.main: return run_dir
     m = write_artifacts(trainer, p, valid_x, train_x, run_dir, curve.curve, losses.rows, train_ds)
+    if scaled: _add_to_metrics(run_dir, reference_scaling=scaled)
     log(f"done in {trainer.step} steps: " + ", ".join(f"{k} {v:.4g}" for k, v in m.items() if isinstance(v, float) and not k.startswith("gen_")))
     if "gen_prior_recall" in m:
         log("samples, precision/recall against the training images: " + ", ".join(

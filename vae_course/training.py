@@ -24,8 +24,9 @@ __all__ = ['TIERS', 'AMP_MODES', 'OPTIMIZERS', 'SCHEDULES', 'Tier', 'accumulatio
            'DiskFullError', 'atomic_save', 'atomic_copy', 'model_arch', 'check_arch', 'save_checkpoint',
            'load_checkpoint', 'export_safetensors', 'load_safetensors', 'Callback', 'run_callbacks', 'dist_info',
            'init_distributed', 'is_main_process', 'NonFiniteError', 'RunInterrupted', 'Trainer', 'BetaScheduleCB',
-           'CheckpointCB', 'EarlyStoppingCB', 'MetricsJSONCB', 'ProgressCB', 'HeartbeatCB', 'TensorBoardCB',
-           'default_callbacks', 'VAEObjective', 'VQObjective', 'VQGANObjective', 'saved_activation_bytes']
+           'CheckpointCB', 'EarlyStoppingCB', 'MetricsJSONCB', 'ProgressCB', 'HeartbeatCB', 'scalar_tag',
+           'TensorBoardCB', 'default_callbacks', 'VAEObjective', 'VQObjective', 'VQGANObjective',
+           'saved_activation_bytes']
 
 # %% ../nbs/13_training.ipynb #a0d41f7b
 @dataclass(frozen=True)
@@ -162,6 +163,7 @@ class TrainConfig:
     # learning-rate schedule
     schedule: str = "cosine"          # 'constant', 'cosine' (warm-up + cosine), 'plateau', 'exponential'
     warmup_steps: int = 0             # linear warm-up steps ('constant' and 'cosine')
+    warmup_start_ratio: float = 0.0   # the warm-up starts at this fraction of lr (0: at lr / warmup_steps)
     min_lr_ratio: float = 0.01        # cosine floor as a fraction of lr
     lr_gamma: float = 0.95            # 'exponential': lr multiplied by this every epoch
     plateau_factor: float = 0.5       # 'plateau': lr multiplied by this when the monitor stalls
@@ -179,6 +181,7 @@ class TrainConfig:
     save_every_epochs: int = 1        # checkpoint every N epochs (0: only at the end)
     log_every: int = 10               # optimiser steps between logged values (one host sync each)
     image_every_epochs: int = 1       # reconstruction and sample grids to TensorBoard every N epochs
+    image_every_steps: int = 0        # ... and every N optimiser steps (0: off)
     progress: bool = True             # tqdm progress bar
     tensorboard: bool = True          # TensorBoard event files in the run folder
     export_safetensors: bool = True   # write model.safetensors at the end
@@ -220,11 +223,12 @@ def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 # %% ../nbs/13_training.ipynb #ba62353b
 class WarmupCosine:
-    "Multiplier of the peak LR at step `t`: linear warm-up, then cosine decay to `min_ratio` at `total`."
-    def __init__(self, warmup: int, total: int | None, min_ratio: float = 0.0):
-        self.warmup, self.total, self.min_ratio = warmup, total, min_ratio
+    "Multiplier of the peak LR at step `t`: linear warm-up (from `start_ratio`), then cosine decay to `min_ratio` at `total`."
+    def __init__(self, warmup: int, total: int | None, min_ratio: float = 0.0, start_ratio: float = 0.0):
+        self.warmup, self.total, self.min_ratio, self.start = warmup, total, min_ratio, start_ratio
     def __call__(self, t: int) -> float:
-        if t < self.warmup: return (t + 1) / self.warmup                        # 1. warm-up
+        if t < self.warmup:                                                      # 1. warm-up
+            return self.start + (1 - self.start) * t / self.warmup if self.start else (t + 1) / self.warmup
         if not self.total: return 1.0                                            # constant after warm-up
         p = min(1.0, (t - self.warmup) / max(1, self.total - self.warmup))       # 2. progress in [0, 1]
         return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * p))  # 3. cosine to the floor
@@ -233,8 +237,8 @@ class WarmupCosine:
 def make_scheduler(opt, cfg: TrainConfig, total_steps: int | None):
     "The LR scheduler of `cfg.schedule` for `opt`; `total_steps` is the length of the cosine."
     S = torch.optim.lr_scheduler
-    if cfg.schedule == "cosine": return S.LambdaLR(opt, WarmupCosine(cfg.warmup_steps, total_steps, cfg.min_lr_ratio))
-    if cfg.schedule == "constant": return S.LambdaLR(opt, WarmupCosine(cfg.warmup_steps, None))
+    if cfg.schedule == "cosine": return S.LambdaLR(opt, WarmupCosine(cfg.warmup_steps, total_steps, cfg.min_lr_ratio, cfg.warmup_start_ratio))
+    if cfg.schedule == "constant": return S.LambdaLR(opt, WarmupCosine(cfg.warmup_steps, None, start_ratio=cfg.warmup_start_ratio))
     if cfg.schedule == "exponential": return S.ExponentialLR(opt, gamma=cfg.lr_gamma)
     return S.ReduceLROnPlateau(opt, mode=cfg.monitor_mode, factor=cfg.plateau_factor, patience=cfg.plateau_patience)
 
@@ -856,19 +860,25 @@ def _warn_if_schedule_length_changed(self: Trainer, path):
 
 # %% ../nbs/13_training.ipynb #5090415a
 class BetaScheduleCB(Callback):
-    "Advance the objective's β schedule per optimiser 'step' or per 'epoch'."
+    "Advance the objective's β schedule per optimiser 'step' (KL of the last batch) or per 'epoch' (the epoch's mean KL)."
     order = 10
-    def __init__(self, per: str = "step"): _check_choice("beta_step", per, ("step", "epoch")); self.per = per
-    def _advance(self, t):
+    def __init__(self, per: str = "step"):
+        _check_choice("beta_step", per, ("step", "epoch")); self.per, self.kl_sum, self.kl_n = per, 0.0, 0
+    def _advance(self, t, kl):
         beta = getattr(t.objective, "beta", None)
         if beta is None or not hasattr(beta, "step"): return
-        kl = t.last_terms.get("kl") if getattr(t, "last_terms", None) else None
         try: beta.step(kl=kl)
         except TypeError: beta.step()
     def after_step(self, t):
-        if self.per == "step": self._advance(t)
+        kl = t.last_terms.get("kl") if getattr(t, "last_terms", None) else None
+        if self.per == "step": self._advance(t, kl)
+        elif kl is not None: self.kl_sum, self.kl_n = self.kl_sum + kl.detach(), self.kl_n + 1   # a tensor: no host sync per step
     def after_epoch(self, t):
-        if self.per == "epoch": self._advance(t)
+        if self.per != "epoch": return
+        self._advance(t, float(self.kl_sum / self.kl_n) if self.kl_n else None)
+        self.kl_sum, self.kl_n = 0.0, 0
+    def state_dict(self): return dict(kl_sum=float(self.kl_sum), kl_n=self.kl_n)    # a resume mid-epoch keeps the epoch's KL so far
+    def load_state_dict(self, sd): self.kl_sum, self.kl_n = sd.get("kl_sum", 0.0), sd.get("kl_n", 0)
 
 # %% ../nbs/13_training.ipynb #a5b73f8e
 def _improved(v, best, mode: str, min_delta: float = 0.0) -> bool:
@@ -973,6 +983,19 @@ class HeartbeatCB(Callback):
 
 # %% ../nbs/13_training.ipynb #f1104aa2
 _GROUPS = {"lr": "opt", "beta": "opt", "images_per_s": "perf", "gpu_mem_gb": "perf"}
+_TAGS = {"recon": "loss/reconstruction", "kl": "loss/kl", "quality": "metrics/quality"}   # the reference systems' names
+
+def scalar_tag(k: str) -> str:
+    "The TensorBoard tag of a logged value: the reference systems' name where they have one, else `<group>/<name>`."
+    return _TAGS.get(k, f"{_GROUPS.get(k, 'train')}/{k}")
+
+def _add_code_usage(writer, q, step: int):
+    "A VQ model's code hits (since the last reset) as a TensorBoard histogram over code indices."
+    h = q.hits.double().cpu(); i = torch.arange(len(h), dtype=torch.float64)
+    if h.sum() == 0: return
+    writer.add_histogram_raw("codes/usage", min=0.0, max=float(len(h) - 1), num=int(h.sum()), sum=float((h * i).sum()),
+                             sum_squares=float((h * i * i).sum()), bucket_limits=(i + 0.5).tolist(), bucket_counts=h.tolist(),
+                             global_step=step)
 
 def _to_unit(x, model): return to_unit(x.float(), getattr(model, "value_range", (0, 1))).clamp(0, 1)
 
@@ -987,18 +1010,24 @@ def _peek(dl, t):
 class TensorBoardCB(Callback):
     "Scalars every log, image grids every `image_every` epochs, in the run folder."
     order, main_only = 80, True
-    def __init__(self, image_every: int = 1, n_images: int = 8): self.image_every, self.n_images = image_every, n_images
+    def __init__(self, image_every: int = 1, n_images: int = 8, image_every_steps: int = 0):
+        self.image_every, self.n_images, self.image_every_steps = image_every, n_images, image_every_steps
     def before_fit(self, t):
         from torch.utils.tensorboard import SummaryWriter
         self.writer = SummaryWriter(str(t.run_dir), purge_step=t.step if t.step else None)
         dl = t.valid_dl if t.valid_dl is not None else t.train_dl
-        self.x = _peek(dl, t)[: self.n_images] if self.image_every else None
+        self.x = _peek(dl, t)[: self.n_images] if self.image_every or self.image_every_steps else None
     def after_log(self, t):
-        for k, v in t.logs.items(): self.writer.add_scalar(f"{_GROUPS.get(k, 'train')}/{k}", v, t.step)
+        for k, v in t.logs.items(): self.writer.add_scalar(scalar_tag(k), v, t.step)
+    def after_step(self, t):
+        if self.image_every_steps and t.step % self.image_every_steps == 0: self.add_images(t)
     def after_epoch(self, t):
         for k, v in t.epoch_logs.items():
             if k.startswith("valid_"): self.writer.add_scalar(f"valid/{k[6:]}", v, t.step)
         if self.image_every and t.epoch % self.image_every == 0: self.add_images(t)
+        if hasattr(t.raw_model, "quantizer"): _add_code_usage(self.writer, t.raw_model.quantizer, t.step)
+    def after_fit(self, t):
+        if hasattr(t.raw_model, "quantizer"): _add_code_usage(self.writer, t.raw_model.quantizer, t.step); self.writer.flush()
         self.writer.flush()
     @torch.no_grad()
     def add_images(self, t):
@@ -1023,7 +1052,7 @@ def default_callbacks(cfg: TrainConfig) -> list[Callback]:
     cbs = [BetaScheduleCB(cfg.beta_step), CheckpointCB(cfg.save_every_steps, cfg.save_every_epochs, cfg.monitor_mode, cfg.export_safetensors),
            MetricsJSONCB()]
     if cfg.patience: cbs.append(EarlyStoppingCB(cfg.patience, cfg.monitor_mode))
-    if cfg.tensorboard: cbs.append(TensorBoardCB(cfg.image_every_epochs))
+    if cfg.tensorboard: cbs.append(TensorBoardCB(cfg.image_every_epochs, image_every_steps=cfg.image_every_steps))
     if cfg.progress: cbs.append(ProgressCB())
     return cbs
 
@@ -1044,18 +1073,22 @@ class VAEObjective(Objective):
                  beta=1.0,                              # a number or a β schedule (`.value`, `.step()`)
                  free_bits: float = 0.0,                # nats per latent dimension that cost nothing
                  quality: nn.Module | None = None,      # a frozen QualityNet scoring images in [0, 1]
-                 quality_weight: float = 0.0):          # weight of -quality in the loss
+                 quality_weight: float = 0.0,           # weight of -quality in the loss
+                 kl_reduction: str = "sum"):            # KL per image summed over latent dims (the ELBO's) or their 'mean'
         from vae_course.losses import ReconLoss
+        _check_choice("kl_reduction", kl_reduction, ("sum", "mean"))
         self.recon = recon if recon is not None else ReconLoss(mse=1.0, reduction="sum")
         self.beta, self.free_bits, self.quality, self.quality_weight = beta, free_bits, quality, quality_weight
+        self.kl_reduction = kl_reduction
     def frozen_modules(self):
         return {k: m for k, m in dict(recon=self.recon, quality=self.quality).items() if isinstance(m, nn.Module)}
     def __call__(self, model, x, step=0):
         out = model(x)
         terms = _no_twin(self.recon(out["recon"].float(), x.float(), out.get("recon_logvar")))   # named terms + 'recon'
         mu, logvar = out["mu"].float(), out["logvar"].float()
-        terms["kl"] = kl_normal(mu, logvar, reduction="batchmean")
-        kl_pen = free_bits_kl(mu, logvar, self.free_bits) if self.free_bits else terms["kl"]
+        per = mu[0].numel() if self.kl_reduction == "mean" else 1             # 'mean': averaged over batch and dims
+        terms["kl"] = kl_normal(mu, logvar, reduction="batchmean") / per
+        kl_pen = free_bits_kl(mu, logvar, self.free_bits) / per if self.free_bits else terms["kl"]
         beta = _beta_value(self.beta)
         loss = terms["recon"] + beta * kl_pen
         if self.quality is not None:
@@ -1067,7 +1100,7 @@ class VAEObjective(Objective):
 
 # %% ../nbs/13_training.ipynb #fe96975e
 class VQObjective(Objective):
-    "Reconstruction terms + the quantizer's loss (`vq_loss`); logs codebook perplexity, codebook and commitment losses."
+    "Reconstruction terms + the quantizer's loss (`vq_loss`); logs the batch's and the moving-average perplexity, codebook and commitment losses."
     def __init__(self, recon: nn.Module | None = None,  # a ReconLoss; default squared error, mean per pixel
                  vq_weight: float = 1.0):              # weight of the quantizer's loss
         from vae_course.losses import ReconLoss
@@ -1079,6 +1112,8 @@ class VQObjective(Objective):
         terms["vq"] = out["vq_loss"]
         for k in ("codebook_loss", "commitment_loss", "perplexity"):
             if k in out: terms[k] = out[k].detach()
+        q = getattr(unwrap_model(model), "quantizer", None)
+        if q is not None and torch.is_grad_enabled(): terms["perplexity_avg"] = q.avg_perplexity.detach()   # training only
         terms["loss"] = terms["recon"] + self.vq_weight * terms["vq"]
         if type(self) is not VQObjective: terms["_recon"] = out["recon"]   # subclasses need the images
         return terms

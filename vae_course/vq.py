@@ -416,17 +416,27 @@ def _last_layer(self: VQVAE) -> torch.Tensor:
     return self.decoder.head.weight  # (in_ch, channels[0], 3, 3)
 VQVAE.last_layer = property(_last_layer)
 
+def _set_grad_checkpointing(self: VQVAE, on: bool):
+    "Switch gradient checkpointing of the encoder and decoder blocks (they hold their own copy of the architecture)."
+    for cfg in (self.cfg, self.encoder.cfg, self.decoder.cfg): cfg.grad_checkpointing = on
+    return self
+VQVAE.set_grad_checkpointing = _set_grad_checkpointing
+
 @torch.no_grad()
 def _init_codebook_from_data(self: VQVAE,
                              batches,                            # iterable of image batches (B, C, S, S)
                              method: str = "kmeans",             # 'kmeans' (or 'standard'/'normal', no data used)
-                             max_vectors: int = 20_000,          # stop collecting after this many encoder outputs
-                             iters: int = 10, generator=None):
-    "Initialise the codebook by k-means on encoder outputs collected from `batches`."
+                             max_vectors: int = 20_000,          # k-means runs on at most this many encoder outputs
+                             iters: int = 10, generator=None,
+                             n_images: int | None = None):       # images `batches` hold: each gives its share of random positions
+    "Initialise the codebook by k-means on encoder outputs collected from `batches` (a random sample of positions over all of them)."
     zs, n = [], 0
     dev = next(self.parameters()).device
     for x in batches:
         z = self.quantizer._rows(self.encode(x.to(dev)))              # (B*r*r, D)
+        if n_images:                                                  # spread the sample over every image
+            keep = -(-max_vectors * len(x) // n_images)
+            z = z[torch.randperm(len(z), generator=generator)[:keep].to(z.device)]
         zs.append(z); n += len(z)
         if n >= max_vectors: break
     self.quantizer.init_codebook(method, torch.cat(zs)[:max_vectors], iters=iters, generator=generator)
