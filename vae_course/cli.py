@@ -8,7 +8,7 @@ import argparse, sys
 from pathlib import Path
 from .training import TIERS
 from .core import RunLockedError
-from .recipes import (RECIPES, PARAMS, load_recipe, validate_params, check_run_inputs, resume_checkpoint,
+from .recipes import (RECIPES, PARAMS, _num, load_recipe, validate_params, check_run_inputs, resume_checkpoint,
                                 resume_changes, run_recipe)
 from .training import RunInterrupted, NonFiniteError, DiskFullError
 from .batch import add_batch_args, batch_cli, parse_value
@@ -84,8 +84,6 @@ def recipe_table() -> str:
 # %% ../nbs/18_cli.ipynb #12b2c0cc
 def _ago(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
-
-def _num(v) -> str: return "-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
 
 def run_status(run) -> tuple[str, bool]:
     "A few lines on a run, running or finished, from its folder; and whether it has finished."

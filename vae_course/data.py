@@ -18,8 +18,8 @@ __all__ = ['RANGES', 'FACE_RANGES', 'SKIN_TONES', 'IMAGE_EXTS', 'RESAMPLE', 'CEL
            'to_range', 'to_unit', 'uint8_to_float', 'split_names', 'openmoji_root', 'openmoji_group', 'openmoji_names',
            'render_emoji', 'render_openmoji', 'ImageStack', 'OpenMoji', 'light_augment', 'image_grid', 'show_batch',
            'save_grid', 'to_rgb', 'square', 'load_image', 'scan_images', 'path_group', 'ImageFolder', 'celeba',
-           'VideoFrames', 'load_dataset', 'InMemoryLoader', 'batch_generator', 'jitter_batch', 'flip_batch',
-           'AugmentedLoader', 'make_loaders']
+           'VideoFrames', 'load_dataset', 'InMemoryLoader', 'batch_generator', 'jitter_batch', 'flip_where',
+           'flip_batch', 'AugmentedLoader', 'make_loaders']
 
 # %% ../nbs/01_data.ipynb #e88554d3
 def data_dir() -> Path:
@@ -455,9 +455,7 @@ class InMemoryLoader:
         for b in range(self.start_batch, len(self)):
             sel = idx[b * self.batch_size:(b + 1) * self.batch_size]
             x = uint8_to_float(self.images[sel.to(self.device)], self.value_range)  # (B, C, H, W)
-            if self.augment_flip:
-                f = flips[b * self.batch_size:(b + 1) * self.batch_size].to(self.device)
-                x = torch.where(f[:, None, None, None], x.flip(-1), x)
+            if self.augment_flip: x = flip_where(x, flips[b * self.batch_size:(b + 1) * self.batch_size])
             if self.augment_jitter: x = jitter_batch(x, self.augment_jitter, batch_generator(self.seed, self.epoch, b), self.value_range)
             yield x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
         self.start_batch = 0
@@ -480,10 +478,13 @@ def jitter_batch(x: torch.Tensor,      # (B, C, H, W) images in `value_range`
     grey = rgb.mean(1, keepdim=True); rgb = grey + (rgb - grey) * f[2]        # 3. saturation
     return to_range(torch.cat([rgb.clamp(0, 1), u[:, 3:]], 1), value_range)
 
+def flip_where(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    "The images of `x` whose `mask` entry is True flipped horizontally."
+    return torch.where(mask.to(x.device)[:, None, None, None], x.flip(-1), x)
+
 def flip_batch(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     "Each image flipped horizontally with probability 1/2."
-    f = (torch.rand(len(x), generator=g) < 0.5).to(x.device)
-    return torch.where(f[:, None, None, None], x.flip(-1), x)
+    return flip_where(x, torch.rand(len(x), generator=g) < 0.5)
 
 class AugmentedLoader:
     "A DataLoader whose training batches get random flips and colour jitter, reproducible from (seed, epoch, batch)."

@@ -156,18 +156,10 @@ def _images_at(paths, size: int, value_range) -> torch.Tensor:
     x = torch.stack([torch.from_numpy(load_image(p, size).copy()).permute(2, 0, 1) for p in paths]).float() / 255
     return to_range(x, value_range)
 
-def _latent_stats(model, x) -> dict:
-    "What the code of each image looks like: a VAE's KL, σ and active units, or a VQ model's code usage."
-    from vae_course.kl import kl_normal, active_units
-    from vae_course.vq import perplexity
-    if hasattr(model, "sample"):
-        mu, logvar = model.encode(x)
-        return dict(latent=f"{mu.shape[1]} numbers", kl_nats=kl_normal(mu, logvar, "batchmean").item(),
-                    mean_sigma=logvar.mul(0.5).exp().mean().item(), active_units=active_units(mu) if len(x) > 1 else None)
-    idx = model.encode_indices(x)
-    counts = torch.bincount(idx.flatten(), minlength=model.cfg.num_codes)
-    return dict(latent=f"{idx.shape[1]}x{idx.shape[2]} codes of {model.cfg.num_codes}", codes_used=int((counts > 0).sum()),
-                perplexity=perplexity(counts).item())
+# what a comparison shows of `recipes.evaluate`'s metrics: errors, then the latent statistics of a VAE or a VQ model
+_COMPARED = dict(val_mse="mse", val_psnr="psnr", val_ssim="ssim", val_lpips="lpips", lpips_note="lpips_note",
+                 latent_dim="latent_dim", val_kl="kl_nats", val_active_units="active_units",
+                 num_codes="num_codes", val_codes_used="codes_used", val_perplexity="perplexity")
 
 @torch.no_grad()
 def compare_runs(run_a, run_b,           # two run folders (or .ckpt files) of the course
@@ -178,9 +170,7 @@ def compare_runs(run_a, run_b,           # two run folders (or .ckpt files) of t
                  device=None) -> dict:
     "Reconstruct the same images with two trained models: errors (MSE, PSNR, SSIM, LPIPS), latent statistics and a side-by-side picture."
     from vae_course.data import scan_images, save_grid, to_unit
-    from vae_course.recipes import load_model
-    from vae_course import metrics as M
-    from vae_course.losses import WeightsUnavailableError
+    from vae_course.recipes import load_model, evaluate, reconstruct
     from vae_course.core import count_parameters, write_json
     paths = images if isinstance(images, (list, tuple)) else [Path(images).expanduser()]
     if len(paths) == 1 and Path(paths[0]).is_dir(): paths = scan_images(paths[0])
@@ -192,15 +182,10 @@ def compare_runs(run_a, run_b,           # two run folders (or .ckpt files) of t
         model = load_model(find_run(run), device=device)
         vr, size = tuple(model.value_range), model.cfg.img_size
         x = _images_at(paths, size, vr).to(next(model.parameters()).device)
-        r = torch.cat([model.reconstruct(b).float() for b in x.split(32)])
-        x01, r01 = to_unit(x, vr).clamp(0, 1), to_unit(r, vr).clamp(0, 1)
-        row = dict(run=str(run), model=type(model).__name__, parameters=count_parameters(model), image_size=size,
-                   mse=((r01 - x01) ** 2).mean().item(), psnr=M.psnr(r01, x01).item(),
-                   ssim=M.ssim(r01, x01, win_size=min(11, size - (size + 1) % 2)).item())
-        try: row["lpips"] = M.lpips_metric(r01, x01, pretrained=pretrained).item()
-        except WeightsUnavailableError as e: row["lpips"], row["lpips_note"] = None, f"LPIPS not computed: {e}"
-        rows[label] = {**row, **_latent_stats(model, x)}
-        shown.append((x01.cpu(), r01.cpu()))
+        m = evaluate(model, x, pretrained=pretrained)                    # the metrics every run reports
+        rows[label] = dict(run=str(run), model=type(model).__name__, parameters=count_parameters(model), image_size=size,
+                           **{new: m[k] for k, new in _COMPARED.items() if k in m})
+        shown.append((to_unit(x, vr).clamp(0, 1).cpu(), to_unit(reconstruct(model, x), vr).clamp(0, 1).cpu()))
     side = max(s[0].shape[-1] for s in shown)
     up = lambda t: torch.nn.functional.interpolate(t, size=(side, side), mode="nearest")
     grid = torch.cat([up(shown[0][0]), up(shown[0][1]), up(shown[1][1])])   # originals, A, B: one row each
@@ -214,6 +199,6 @@ def comparison_table(result: dict) -> str:
     "The rows of `compare_runs` as a markdown table, one column per run."
     keys = [k for k in result["rows"]["A"] if k not in ("run", "lpips_note")]
     keys += [k for k in result["rows"]["B"] if k not in keys and k not in ("run", "lpips_note")]
-    fmt = lambda v: "-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
-    lines = ["| | A | B |", "|---|---|---|"] + [f"| {k} | {fmt(result['rows']['A'].get(k))} | {fmt(result['rows']['B'].get(k))} |" for k in keys]
+    from vae_course.recipes import _num
+    lines = ["| | A | B |", "|---|---|---|"] + [f"| {k} | {_num(result['rows']['A'].get(k))} | {_num(result['rows']['B'].get(k))} |" for k in keys]
     return "\n".join(lines)

@@ -25,9 +25,9 @@ __all__ = ['RUN_TIERS', 'KL_SCHEDULES', 'LR_SCHEDULES', 'PARAMS', 'LOCATION', 'V
            'load_recipe', 'recipe_yaml', 'write_recipe_files', 'recipe_files_drift', 'build_model', 'build_beta',
            'quality_net', 'build_objective', 'build_data', 'first_images', 'TimeBudgetCB', 'reconstruct', 'PSNRCurveCB',
            'LossLogCB', 'PrintCB', 'FiguresCB', 'temperature_grid', 'interpolation_grid', 'evaluate', 'plot_losses',
-           'plot_psnr_curve', 'plot_usage', 'write_artifacts', 'run_device', 'train_config', 'progress_callback',
-           'default_run_dir', 'run_folder', 'run_recipe', 'init_codebook_from_images', 'resume_changes',
-           'step_checkpoints', 'load_model', 'notebook_params']
+           'plot_psnr_curve', 'plot_usage', 'save_grids', 'write_artifacts', 'run_device', 'train_config',
+           'progress_callback', 'default_run_dir', 'run_folder', 'run_recipe', 'init_codebook_from_images',
+           'resume_changes', 'step_checkpoints', 'load_model', 'notebook_params']
 
 # %% ../nbs/15_recipes.ipynb #be85d856
 @dataclass(frozen=True)
@@ -600,7 +600,7 @@ class PrintCB(Callback):
         self.log(f"epoch {t.epoch} step {t.step} {time.perf_counter() - self.t0:.0f}s: train loss {_num(e.get('train_loss'))}, "
                  f"valid loss {_num(e.get('valid_loss'))}" + (f", kl {e['valid_kl']:.1f}" if "valid_kl" in e else ""))
 
-def _num(v) -> str: return "-" if v is None else f"{v:.4g}"   # '-': not measured (a NaN would look like a diverged run)
+def _num(v) -> str: return "-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)   # '-': not measured (a NaN would look like a diverged run)
 
 class FiguresCB(Callback):
     "Every `every` epochs, into `<run>/figures/epoch_NNN_*.png`: reconstructions, samples, temperature and interpolation grids (a VAE) and the loss figure."
@@ -610,19 +610,14 @@ class FiguresCB(Callback):
     @torch.no_grad()
     def after_epoch(self, t):
         if not self.every or t.epoch % self.every: return
-        from vae_course.data import save_grid
-        m, d, e = t.raw_model, Path(t.run_dir) / "figures", f"epoch_{t.epoch:03d}"
+        m, d, e = t.raw_model, Path(t.run_dir) / "figures", f"epoch_{t.epoch:03d}_"
         d.mkdir(exist_ok=True)
-        vr, x = tuple(m.value_range), self.x.to(t.device).float()
-        with torch.random.fork_rng(devices=[t.device] if t.device.type == "cuda" else []):   # training draws stay as they were
-            save_grid(torch.cat([x, reconstruct(m, x)]), d / f"{e}_recon.png", nrow=len(x), value_range=vr)
-            if hasattr(m, "sample"):
-                was = m.training; m.eval()
-                try:
-                    save_grid(temperature_grid(m, 8, TEMPERATURES, self.seed), d / f"{e}_samples_temperature.png", nrow=8, value_range=vr)
-                    if len(x) >= 2: save_grid(interpolation_grid(m, x, pairs=min(3, len(x) // 2)), d / f"{e}_interpolation.png", nrow=8, value_range=vr)
-                finally: m.train(was)
-        if self.losses.rows: plot_losses(self.losses.rows, t.history, d / f"{e}_losses.png")
+        was = m.training; m.eval()
+        try:
+            with torch.random.fork_rng(devices=[t.device] if t.device.type == "cuda" else []):   # training draws stay as they were
+                save_grids(m, self.x.to(t.device).float(), d, e, self.seed)
+        finally: m.train(was)
+        if self.losses.rows: plot_losses(self.losses.rows, t.history, d / f"{e}losses.png")
 
 # %% ../nbs/15_recipes.ipynb #dd43f058
 TEMPERATURES = (0.5, 1.0, 1.5)
@@ -782,18 +777,24 @@ def _vq_generation(model, p: dict, x, tx, counts, prior) -> dict:
     out.update({f"gen_vq_{k}": v for k, v in sample_metrics(tx, fake, "emoji", vr).items()})
     return out
 
-def write_artifacts(trainer: Trainer, p: dict, valid_x: torch.Tensor, train_x: torch.Tensor, run_dir,
-                    psnr_curve=(), loss_rows=(), train_ds=None) -> dict:
-    "Metrics, pictures and metrics.json of a finished run into `run_dir`; returns the metrics (a VQ prior learns from `train_ds`)."
+def save_grids(model, x: torch.Tensor, folder, prefix: str = "", seed: int = 0, counts=None, prior=None):
+    "`<prefix>recon.png`, `<prefix>samples_temperature.png` (a VAE, or a VQ model given its `prior` or code `counts`) and `<prefix>interpolation.png` of images `x`."
     from vae_course.data import save_grid
+    folder, vr, n = Path(folder), tuple(model.value_range), min(8, len(x))
+    save_grid(torch.cat([x[:n], reconstruct(model, x[:n])]), folder / f"{prefix}recon.png", nrow=n, value_range=vr)
+    if hasattr(model, "sample") or counts is not None or prior is not None:
+        save_grid(temperature_grid(model, 8, TEMPERATURES, seed, counts, prior), folder / f"{prefix}samples_temperature.png", nrow=8, value_range=vr)
+    if len(x) >= 2:
+        save_grid(interpolation_grid(model, x, pairs=min(3, len(x) // 2)), folder / f"{prefix}interpolation.png", nrow=8, value_range=vr)
+
+def write_artifacts(trainer: Trainer, p: dict, valid_x: torch.Tensor, train_x: torch.Tensor, run_dir,
+                    psnr_curve=(), loss_rows=(), train_ds=None, extra: dict | None = None) -> dict:
+    "Metrics, pictures and metrics.json (with `extra`) of a finished run into `run_dir`; returns the metrics (a VQ prior learns from `train_ds`)."
     run_dir = Path(run_dir); model = trainer.raw_model.eval()
     dev = next(model.parameters()).device
-    vr = tuple(model.value_range)
     x, tx = valid_x.to(dev).float(), train_x.to(dev).float()
     m = evaluate(model, x, tx, p["pretrained"])
     if hasattr(model, "sample"): m.update(_generation(model, p, x, tx if train_ds is None else _sampler_images(train_ds, p), run_dir))
-    n = min(8, len(x))
-    save_grid(torch.cat([x[:n], reconstruct(model, x[:n])]), run_dir / "recon.png", nrow=n, value_range=vr)
     prior = counts = None
     if not hasattr(model, "sample"):                                                       # a VQ model: which prior samples
         if p["prior_steps"]:
@@ -804,8 +805,7 @@ def write_artifacts(trainer: Trainer, p: dict, valid_x: torch.Tensor, train_x: t
         else: counts = vq_position_prior(model, tx)
         m["vq_samples"] = "autoregressive code prior (prior.safetensors)" if prior is not None else "per-position code frequencies"
         if p["data_source"] == "openmoji": m.update(_vq_generation(model, p, x, tx, counts, prior))
-    save_grid(temperature_grid(model, 8, TEMPERATURES, p["seed"], counts, prior), run_dir / "samples_temperature.png", nrow=8, value_range=vr)
-    if len(x) >= 2: save_grid(interpolation_grid(model, x, pairs=min(3, len(x) // 2)), run_dir / "interpolation.png", nrow=8, value_range=vr)
+    save_grids(model, x, run_dir, "", p["seed"], counts, prior)
     if not hasattr(model, "sample"): plot_usage(model, run_dir / "codebook_usage.png")
     plot_losses(list(loss_rows), trainer.history, run_dir / "loss_components.png")
     if psnr_curve:
@@ -817,7 +817,7 @@ def write_artifacts(trainer: Trainer, p: dict, valid_x: torch.Tensor, train_x: t
     base = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}
     summary = {k: base.get(k) for k in ("name", "finished", "step", "epoch", "n_skipped", "images_per_s", "wall_time_s") if k in base}
     out = dict(recipe=p["name"], tier=p["tier"], **summary, **m, train_seconds=base.get("wall_time_s"),
-               params=p, psnr_curve=list(psnr_curve), train=base)
+               params=p, psnr_curve=list(psnr_curve), train=base, **(extra or {}))
     write_json(out, run_dir / "metrics.json")
     if trainer.cfg.tensorboard: _final_to_tensorboard(m, run_dir, trainer.step)
     return m
@@ -894,10 +894,6 @@ def init_codebook_from_images(model, ds, n: int, seed: int = 0, log=print, max_v
     finally: model.train(was)
     log(f"codebook: k-means on up to {max_vectors} encoder outputs drawn from {n} training images in {time.perf_counter() - t0:.0f}s")
 
-def _add_to_metrics(run_dir, **kv):
-    f = Path(run_dir) / "metrics.json"
-    write_json({**json.loads(f.read_text()), **kv}, f)
-
 def _train(p: dict, ckpt, run_dir: Path, callbacks, log) -> Path:
     import yaml
     rank, _, world = dist_info()
@@ -932,8 +928,8 @@ def _train(p: dict, ckpt, run_dir: Path, callbacks, log) -> Path:
     if rank == 0: (run_dir / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
     trainer.fit()
     if not trainer.main: return run_dir
-    m = write_artifacts(trainer, p, valid_x, train_x, run_dir, curve.curve, losses.rows, train_ds)
-    if scaled: _add_to_metrics(run_dir, reference_scaling=scaled)
+    m = write_artifacts(trainer, p, valid_x, train_x, run_dir, curve.curve, losses.rows, train_ds,
+                        extra=dict(reference_scaling=scaled) if scaled else None)
     log(f"done in {trainer.step} steps: " + ", ".join(f"{k} {v:.4g}" for k, v in m.items() if isinstance(v, float) and not k.startswith("gen_")))
     if "gen_prior_recall" in m:
         log("samples, precision/recall against the training images: " + ", ".join(

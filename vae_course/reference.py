@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from .recipes import PARAMS, load_recipe, build_model, _model_config
 from .core import count_parameters
+from .training import _steps_per_epoch
 
 # %% auto #0
 __all__ = ['SEED_CARDS', 'SUCCESS_CRITERIA', 'recipe_value', 'seed_card_drift', 'seed_card_markdown', 'success_report',
@@ -141,10 +142,12 @@ SEED_CARDS: dict[str, list[tuple]] = dict(
 # %% ../nbs/20_reference.ipynb #aa466159
 def recipe_value(name: str, where: str):
     "The value recipe `name` has at `where`: a parameter, `cfg.<field>` of its architecture, or `parameters` (millions, one decimal)."
-    p = load_recipe(name)
+    return _value(load_recipe(name), where)
+
+def _value(p: dict, where: str):
     if where == "parameters": return round(count_parameters(build_model(p)) / 1e6, 1)
     if where.startswith("cfg."): return getattr(_model_config(p), where[4:])
-    if where not in PARAMS: raise ValueError(f"seed card of {name!r}: {where!r} is neither a parameter, 'cfg.<field>' nor 'parameters'")
+    if where not in PARAMS: raise ValueError(f"seed card of {p['name']!r}: {where!r} is neither a parameter, 'cfg.<field>' nor 'parameters'")
     return p[where]
 
 def _same(a, b) -> bool:
@@ -153,8 +156,9 @@ def _same(a, b) -> bool:
 
 def seed_card_drift(name: str) -> list[str]:
     "Rows of the seed card of `name` whose stated value is not what the recipe does (empty: the card holds)."
-    return [f"{name}: {what}: the card says {where} = {ours!r}, the recipe has {recipe_value(name, where)!r}"
-            for what, _, where, ours, _ in SEED_CARDS[name] if where is not None and not _same(recipe_value(name, where), ours)]
+    p = load_recipe(name)                                            # once per card, not once per row
+    return [f"{name}: {what}: the card says {where} = {ours!r}, the recipe has {_value(p, where)!r}"
+            for what, _, where, ours, _ in SEED_CARDS[name] if where is not None and not _same(_value(p, where), ours)]
 
 # %% ../nbs/20_reference.ipynb #f047e786
 def _fmt(where, v) -> str:
@@ -187,8 +191,7 @@ def success_report(name: str, metrics: dict) -> dict | None:
 # %% ../nbs/20_reference.ipynb #098bdbd5
 def planned_steps(p: dict, train_dl, accum_steps: int = 1) -> int | None:
     "Optimiser steps a run plans: `steps`, or `epochs` × steps per epoch (the smaller of both); None when only a time budget ends it."
-    try: per_epoch = math.ceil(len(train_dl) / accum_steps)
-    except TypeError: per_epoch = None
+    per_epoch = _steps_per_epoch(train_dl, accum_steps)
     plans = [p["steps"]] if p["steps"] else []
     if p["epochs"] and per_epoch: plans.append(p["epochs"] * per_epoch)
     return min(plans) if plans else None
