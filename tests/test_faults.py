@@ -57,7 +57,7 @@ def test_nan_batch_leaves_batchnorm_statistics_and_checkpoints_finite(tmp_path):
 def test_a_checkpoint_never_holds_a_nonfinite_buffer(tmp_path):
     from torch import nn
     cfg = TrainConfig(out_dir=str(tmp_path), device="cpu", tier="cpu", batch_size=4, amp="none", progress=False, tensorboard=False, epochs=1)
-    tr = Trainer(nn.Sequential(nn.Conv2d(3, 3, 1), nn.BatchNorm2d(3)), [torch.rand(4, 3, 8, 8)], None, cfg); tr._setup()
+    tr = Trainer(nn.Sequential(nn.Conv2d(3, 3, 1), nn.BatchNorm2d(3)), [torch.rand(4, 3, 8, 8)], None, cfg); tr.setup()
     tr.raw_model[1].running_var.fill_(float("nan"))
     with pytest.raises(Exception, match="refusing to save.*running_var"): tr.save(tmp_path / "x.ckpt")
     assert not (tmp_path / "x.ckpt").exists()

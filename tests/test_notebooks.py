@@ -91,7 +91,7 @@ def test_explorer_finds_runs_from_nbs(monkeypatch):
     assert find_run("recipes") == Path("recipes")                        # under the working directory: as given
     with pytest.raises(FileNotFoundError, match="make train"): find_run("runs/no_such_run")
 
-CHAPTERS = sorted(p.name for p in (ROOT / "nbs").glob("[0-9][0-9]_*.ipynb"))
+CHAPTERS = sorted(p.name for p in (ROOT / "nbs").glob("[0-9][0-9]*_*.ipynb"))
 
 @pytest.mark.parametrize("name", CHAPTERS)
 def test_chapter_is_committed_executed(name):

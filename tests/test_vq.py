@@ -382,7 +382,7 @@ def test_trainer_grad_checkpointing_reaches_the_vq_model(tmp_path):
     imgs = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
     cfg = TrainConfig(out_dir=str(tmp_path), device="cpu", tier="low", batch_size=4, accum_steps=1, amp="none",
                       progress=False, tensorboard=False, epochs=None, max_steps=1, channels_last=False)
-    Trainer(m, InMemoryLoader(imgs, 4, device="cpu"), None, cfg.resolve(), VQObjective())._setup()
+    Trainer(m, InMemoryLoader(imgs, 4, device="cpu"), None, cfg.resolve(), VQObjective()).setup()
     assert m.encoder.cfg.grad_checkpointing and m.decoder.cfg.grad_checkpointing
     assert saved_activation_bytes(m, x, VQObjective()) < 0.7 * plain
 

@@ -30,7 +30,7 @@ def exercises(nb) -> list[dict]:
 
 def exercise_chapters(nbs=None) -> list[Path]:
     "The numbered chapters that hold exercises, in course order."
-    return [f for f in sorted(Path(nbs or course_nbs()).glob("[0-9][0-9]_*.ipynb")) if exercises(f)]
+    return [f for f in sorted(Path(nbs or course_nbs()).glob("[0-9][0-9]*_*.ipynb")) if exercises(f)]
 
 # %% ../nbs/19_assignments.ipynb #ebe555dd
 _NBDEV_ONLY = re.compile(r"^#\|\s*(slow|cuda|eval:\s*false)\b|nbdev_export\(\)", re.M)

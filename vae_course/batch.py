@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv, difflib, itertools, json, time, traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from .core import write_json
+from .core import write_json, fmt_num
 
 # %% auto #0
 __all__ = ['Run', 'plan_runs', 'run_status', 'check_parameters', 'execute_run', 'run_batch', 'summary_rows', 'markdown_table',
@@ -145,13 +145,11 @@ def _columns(rows):
     for row in rows: cols += [k for k in row if k not in cols]
     return [c for c in cols if c != "error"] + ["error"]
 
-def _fmt(v): return f"{v:.4g}" if isinstance(v, float) else str(v)
-
 def markdown_table(rows: list[dict]) -> str:
     "Rows as a GitHub markdown table."
     cols = _columns(rows)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(_fmt(row.get(c, "")).replace("|", "/") for c in cols) + " |" for row in rows]
+    lines += ["| " + " | ".join(fmt_num(row.get(c, "")).replace("|", "/") for c in cols) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 def write_summary(runs: list[Run], out_dir, metric: str | None = None) -> Path:

@@ -6,11 +6,11 @@
 from __future__ import annotations
 import argparse, sys
 from pathlib import Path
-from .training import TIERS
-from .core import RunLockedError
-from .recipes import (RECIPES, PARAMS, _num, load_recipe, validate_params, check_run_inputs, resume_checkpoint,
+from .hardware import TIERS
+from .core import RunLockedError, DiskFullError, fmt_num
+from .recipes import (RECIPES, PARAMS, load_recipe, validate_params, check_run_inputs, resume_checkpoint,
                                 resume_changes, run_recipe)
-from .training import RunInterrupted, NonFiniteError, DiskFullError
+from .training import RunInterrupted, NonFiniteError
 from .batch import add_batch_args, batch_cli, parse_value
 
 # %% auto #0
@@ -102,15 +102,15 @@ def run_status(run) -> tuple[str, bool]:
              f"metrics.json written {_ago(age)} ago"]
     last = t.get("last") or {}
     shown = [k for k in ("train_loss", "valid_loss", "train_recon", "valid_recon", "valid_kl", "train_perplexity_avg") if k in last]
-    if shown: lines.append("last epoch: " + ", ".join(f"{k} {_num(last[k])}" for k in shown))
-    if t.get("best") is not None: lines.append(f"best {t.get('monitor')}: {_num(t['best'])}")
+    if shown: lines.append("last epoch: " + ", ".join(f"{k} {fmt_num(last[k])}" for k in shown))
+    if t.get("best") is not None: lines.append(f"best {t.get('monitor')}: {fmt_num(t['best'])}")
     if done and "val_psnr" in m:
-        lines.append("final: " + ", ".join(f"{k} {_num(m.get(k))}" for k in ("val_psnr", "val_ssim", "val_lpips", "val_mse") if k in m))
+        lines.append("final: " + ", ".join(f"{k} {fmt_num(m.get(k))}" for k in ("val_psnr", "val_ssim", "val_lpips", "val_mse") if k in m))
     if "success" in m:
         s = m["success"]
         verdict = {True: "PASSED", False: "FAILED", None: "not decided"}[s["passed"]]
         lines.append(f"success criteria: {verdict} (" + ", ".join(
-            f"{k} {_num(r['value'])} {r['target']}: {'pass' if r['passed'] else 'fail' if r['passed'] is False else '?'}"
+            f"{k} {fmt_num(r['value'])} {r['target']}: {'pass' if r['passed'] else 'fail' if r['passed'] is False else '?'}"
             for k, r in s["criteria"].items()) + ")")
     figs = sorted(d.glob("figures/*.png"), key=lambda p: p.stat().st_mtime) or sorted(d.glob("*.png"), key=lambda p: p.stat().st_mtime)
     if figs: lines.append(f"newest figure: {figs[-1].relative_to(d)}")
@@ -128,10 +128,8 @@ def monitor(run, follow: float | None = None, log=print) -> int:
         time.sleep(follow)
 
 # %% ../nbs/18_cli.ipynb #2adb8572
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vae-course", description="Train the models of the vae_course.")
-    sub = p.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train a recipe (also under torchrun)")
+def _train_parser(t: argparse.ArgumentParser):
+    "The options of `vae-course train`."
     t.add_argument("--recipe", help=f"built-in ({', '.join(RECIPES)}) or a recipe .yaml file (default: default)")
     t.add_argument("--tier", help=f"{', '.join(PARAMS['tier'].choices)} (default: the recipe's, auto)")
     t.add_argument("--steps", type=int, help="optimiser steps")
@@ -150,6 +148,12 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--progress", action="store_true", help="show a tqdm bar")
     t.add_argument("-p", "--param", "--parameter", dest="param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="any parameter of vae_course.recipes.PARAMS (value read as YAML)")
+
+# %% ../nbs/18_cli.ipynb #2036612d
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vae-course", description="Train the models of the vae_course.")
+    sub = p.add_subparsers(dest="command", required=True)
+    _train_parser(sub.add_parser("train", help="train a recipe (also under torchrun)"))
     add_batch_args(sub.add_parser("batch", help="execute a training notebook over tiers and recipes with papermill"))
     mon = sub.add_parser("monitor", help="the state of a run (running or finished), from another terminal")
     mon.add_argument("run", help="the run folder")
@@ -164,6 +168,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("recipes", help="print the built-in recipes")
     return p
 
+# %% ../nbs/18_cli.ipynb #8b47d8aa
 def main(argv: list[str] | None = None) -> int:
     "The `vae-course` command."
     parser = _parser()

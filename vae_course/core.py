@@ -4,16 +4,20 @@
 
 # %% ../nbs/00_core.ipynb #8c3c1a98
 from __future__ import annotations
-import contextlib, itertools, json, os, random, math, secrets, socket, time
+import contextlib, dataclasses, errno, itertools, json, os, random, math, secrets, shutil, socket, time
 from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
 
 # %% auto #0
-__all__ = ['get_device', 'seed_everything', 'rng_state', 'set_rng_state', 'count_parameters', 'human_count',
-           'dataclass_from_dict', 'to_numpy_image', 'temp_path', 'atomic_target', 'write_json', 'new_run_dir',
-           'RunLockedError', 'run_lock', 'remove_stale_temps']
+__all__ = ['RANGES', 'get_device', 'seed_everything', 'rng_state', 'set_rng_state', 'count_parameters', 'human_count',
+           'dataclass_from_dict', 'to_numpy_image', 'temp_path', 'DiskFullError', 'atomic_target', 'write_text',
+           'write_json', 'new_run_dir', 'RunLockedError', 'run_lock', 'remove_stale_temps', 'check_range', 'to_range',
+           'to_unit', 'to01', 'uint8_to_float', 'image_grid', 'show_batch', 'save_grid', 'unwrap_model', 'evaluating',
+           'rng_kept', 'fused_ok', 'model_arch', 'check_arch', 'atomic_save', 'atomic_copy', 'save_checkpoint',
+           'read_checkpoint', 'load_checkpoint', 'save_tensors', 'load_tensors', 'export_safetensors',
+           'load_safetensors', 'fmt_num']
 
 # %% ../nbs/00_core.ipynb #b1c06110
 def _mps_available() -> bool:
@@ -99,6 +103,19 @@ def temp_path(path) -> Path:
     path = Path(path)
     return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
 
+class DiskFullError(OSError):
+    "A file could not be written because the disk is full; the previous file of that name is intact."
+
+def _disk_full(e: BaseException) -> bool:
+    "Whether `e` is how the OS, torch or safetensors says 'no space left' (torch: 'unexpected pos' / 'file write failed')."
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT): return True
+    return any(s in str(e) for s in ("unexpected pos", "file write failed", "No space left"))
+
+def _disk_full_error(path: Path) -> DiskFullError:
+    free = shutil.disk_usage(path.parent).free / 2**20
+    kept = f"the previous {path.name} is intact" if path.exists() else f"no {path.name} was written"
+    return DiskFullError(errno.ENOSPC, f"the disk is full ({free:.0f} MB free): could not write {path}; {kept}. Free some space, then try again")
+
 @contextlib.contextmanager
 def atomic_target(path):
     "Yield a unique temporary name next to `path` to write; a block that ends without error renames it to `path`; it never stays behind."
@@ -106,13 +123,20 @@ def atomic_target(path):
     try:
         yield tmp
         os.replace(tmp, path)                   # atomic on POSIX and Windows
+    except Exception as e:
+        if _disk_full(e): raise _disk_full_error(path) from None   # said plainly, whoever writes
+        raise
     finally:
         if tmp.exists(): tmp.unlink()
 
-def write_json(obj, path) -> Path:
-    "Atomically write `obj` as JSON to `path` (a temporary file, then a rename); non-JSON values become strings."
-    with atomic_target(path) as tmp: tmp.write_text(json.dumps(obj, indent=1, default=str))
+def write_text(path, text: str) -> Path:
+    "Atomically write `text` to `path` (a temporary file, then a rename)."
+    with atomic_target(path) as tmp: tmp.write_text(text)
     return Path(path)
+
+def write_json(obj, path) -> Path:
+    "Atomically write `obj` as JSON to `path`; non-JSON values become strings."
+    return write_text(path, json.dumps(obj, indent=1, default=str))
 
 # %% ../nbs/00_core.ipynb #bd4e0be1
 def new_run_dir(base) -> Path:
@@ -173,3 +197,191 @@ def remove_stale_temps(folder) -> list[Path]:
     gone = [p for p in Path(folder).glob(".*.tmp") if p.is_file()]
     for p in gone: p.unlink(missing_ok=True)
     return gone
+
+# %% ../nbs/00_core.ipynb #392c4804
+RANGES = ((0, 1), (-1, 1))
+
+def check_range(value_range) -> tuple:
+    "Validate `value_range`: `(0, 1)` for sigmoid decoders or `(-1, 1)` for tanh decoders."
+    vr = tuple(value_range)
+    if vr not in RANGES: raise ValueError(f"value_range must be (0, 1) or (-1, 1), got {value_range!r}")
+    return vr
+
+def to_range(x01: torch.Tensor, value_range=(0, 1)) -> torch.Tensor:
+    "Map images in [0, 1] to `value_range`."
+    return x01 if check_range(value_range) == (0, 1) else x01 * 2 - 1
+
+def to_unit(x: torch.Tensor, value_range=(0, 1)) -> torch.Tensor:
+    "Map images in `value_range` back to [0, 1] (for display and metrics)."
+    return x if check_range(value_range) == (0, 1) else (x + 1) / 2
+
+def to01(x: torch.Tensor, value_range=(0, 1)) -> torch.Tensor:
+    "Images in `value_range` as floats in [0, 1], clamped: what metrics, figures and judges take."
+    return to_unit(x.float(), value_range).clamp(0, 1)
+
+def uint8_to_float(x: torch.Tensor, value_range=(0, 1), dtype=torch.float32) -> torch.Tensor:
+    "uint8 images (any shape) -> floats in `value_range`."
+    return to_range(x.to(dtype) / 255, value_range)
+
+# %% ../nbs/00_core.ipynb #3280f3a0
+def image_grid(x: torch.Tensor, nrow: int = 8, value_range=(0, 1), padding: int = 2) -> np.ndarray:
+    "A batch `(B, C, H, W)` in `value_range` -> one uint8 `(H', W', C)` grid on a white background."
+    from torchvision.utils import make_grid
+    x = to_unit(x.detach().float().cpu(), value_range).clamp(0, 1)
+    return to_numpy_image(make_grid(x, nrow=nrow, padding=padding, pad_value=1.0))
+
+def show_batch(x: torch.Tensor, nrow: int = 8, value_range=(0, 1), title: str | None = None,
+               ax=None, figsize=(6, 3)):
+    "Plot a batch of images as a grid."
+    import matplotlib.pyplot as plt
+    if ax is None: _, ax = plt.subplots(figsize=figsize)
+    ax.imshow(image_grid(x, nrow, value_range)); ax.axis("off")
+    if title: ax.set_title(title)
+    return ax
+
+def save_grid(x: torch.Tensor, path, nrow: int = 8, value_range=(0, 1)) -> Path:
+    "Save a batch as a PNG grid at `path`, atomically (parent folders are created)."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    from PIL import Image
+    with atomic_target(path) as tmp: Image.fromarray(image_grid(x, nrow, value_range)).save(tmp, format="PNG")
+    return path
+
+# %% ../nbs/00_core.ipynb #5ca83013
+def unwrap_model(model: nn.Module) -> nn.Module:
+    "The plain module inside DDP and `torch.compile` wrappers."
+    while True:
+        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
+        if not isinstance(inner, nn.Module): return model
+        model = inner
+
+@contextlib.contextmanager
+def evaluating(model: nn.Module):
+    "Run the block with `model` in eval mode, then give it back the mode it had."
+    was = model.training; model.eval()
+    try: yield model
+    finally: model.train(was)
+
+@contextlib.contextmanager
+def rng_kept(device=None):
+    "Random draws inside the block leave the global generators (CPU, and `device`'s on CUDA) where they were."
+    dev = torch.device(device) if device is not None else None
+    with torch.random.fork_rng(devices=[dev] if dev is not None and dev.type == "cuda" else []): yield
+
+def fused_ok(params) -> bool | None:
+    "True when every parameter is on the CPU or a CUDA GPU, where fused Adam kernels exist (None: the default)."
+    return True if params and all(p.device.type in ("cpu", "cuda") for p in params) else None
+
+# %% ../nbs/00_core.ipynb #665933f1
+def model_arch(model: nn.Module) -> dict:
+    "What identifies an architecture: the class name and its config (if it has a dataclass `cfg`)."
+    m = unwrap_model(model)
+    cfg = getattr(m, "cfg", None)
+    return dict(cls=type(m).__name__, config=dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else None)
+
+def _listed(names: list) -> str: return f"{names[:3]}{'...' if len(names) > 3 else ''}"
+
+def check_arch(model: nn.Module, arch: dict, state: dict | None = None, what: str = "checkpoint"):
+    "Raise a clear error when `arch`/`state` (from a checkpoint) do not fit `model`."
+    m, mine = unwrap_model(model), model_arch(model)
+    problems = []
+    if arch.get("cls") != mine["cls"]: problems.append(f"class {arch.get('cls')} != {mine['cls']}")
+    a, b = arch.get("config") or {}, mine["config"] or {}
+    problems += [f"{k}: {a.get(k)!r} != {b.get(k)!r}" for k in sorted(set(a) | set(b))
+                 if k != "grad_checkpointing" and a.get(k) != b.get(k)]
+    if state is not None:
+        own = m.state_dict()
+        missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+        if missing: problems.append(f"missing weights {_listed(missing)}")
+        if unexpected: problems.append(f"unexpected weights {_listed(unexpected)}")
+        problems += [f"{k}: shape {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in own.items()
+                     if k in state and tuple(state[k].shape) != tuple(v.shape)][:3]
+    if problems:
+        raise ValueError(f"this {what} was saved from another architecture ({'; '.join(problems[:6])}); "
+                         f"build the model it was trained with, e.g. from the config stored in its 'arch' entry")
+
+# %% ../nbs/00_core.ipynb #0971288d
+def atomic_save(obj, path) -> Path:
+    "`torch.save(obj, path)` through a temporary file and `os.replace`, so `path` is never half-written."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_target(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush(); os.fsync(f.fileno())
+    return path
+
+def atomic_copy(src, dst) -> Path:
+    "Make `dst` the same file as the finished `src` (a hard link where the filesystem allows one), atomically."
+    src, dst = Path(src), Path(dst)
+    with atomic_target(dst) as tmp:
+        try: os.link(src, tmp)                    # no bytes written; a later save of either name replaces only that name
+        except OSError: shutil.copyfile(src, tmp)
+    return dst
+
+def save_checkpoint(path, model: nn.Module, **extra) -> Path:
+    "Atomically save `model`'s weights and architecture plus any `extra` state (optimisers, step, ...)."
+    m = unwrap_model(model)
+    return atomic_save(dict(format="vae_course.ckpt/1", arch=model_arch(m), model=m.state_dict(), **extra), path)
+
+def read_checkpoint(path, map_location="cpu", what: str = "checkpoint", keys=("model", "arch")) -> dict:
+    "The dict in a torch file (no code runs); a clear error when it is missing, unreadable, or lacks the entries `keys`."
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f"{what} {str(path)!r} not found")
+    try: ck = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:
+        msg = (str(e).strip().splitlines() or [""])[0][:120]
+        raise ValueError(f"{path} is not a readable {what} ({type(e).__name__}: {msg}): it may be truncated or of another "
+                         "kind; use another file (a run folder also has last.ckpt)") from None
+    if not isinstance(ck, dict) or any(k not in ck for k in keys):
+        raise ValueError(f"{path} is not a vae_course {what} (it lacks {', '.join(repr(k) for k in keys)}); use one the course wrote")
+    return ck
+
+def load_checkpoint(path, model: nn.Module | None = None, map_location="cpu") -> dict:
+    "Load a checkpoint without executing code (`weights_only`); with `model`, check the architecture and load the weights."
+    ckpt = read_checkpoint(path, map_location)
+    if model is not None:
+        check_arch(model, ckpt["arch"], ckpt["model"])
+        unwrap_model(model).load_state_dict(ckpt["model"])
+    return ckpt
+
+# %% ../nbs/00_core.ipynb #5669666a
+def _umask() -> int:
+    m = os.umask(0); os.umask(m); return m
+
+def save_tensors(tensors: dict, path, metadata: dict | None = None) -> Path:
+    "Atomically write `tensors` (and string `metadata`) as a `.safetensors` file."
+    from safetensors.torch import save_file
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
+    with atomic_target(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+        os.chmod(tmp, 0o666 & ~_umask())
+    return path
+
+def load_tensors(path, device="cpu", what: str = "weights file") -> tuple[dict, dict]:
+    "(tensors, metadata) of a `.safetensors` file; a clear error naming `path` when it is missing or not one."
+    from safetensors import safe_open
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f"{what} {str(path)!r} not found")
+    try:
+        with safe_open(str(path), "pt", device=str(device)) as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+    except Exception as e:
+        raise ValueError(f"{path} is not a readable {what} ({str(e).splitlines()[0][:120]}): it may be truncated or of "
+                         "another format; write it again (the run that made it) or use another file") from None
+
+def export_safetensors(model: nn.Module, path) -> Path:
+    "Write `model`'s weights (and its architecture as metadata) to a `.safetensors` file."
+    m = unwrap_model(model)
+    return save_tensors(m.state_dict(), path, {"arch": json.dumps(model_arch(m), default=str)})
+
+def load_safetensors(model: nn.Module, path, device="cpu") -> nn.Module:
+    "Load weights from `export_safetensors` into `model`, checking the architecture first."
+    state, meta = load_tensors(path, device)
+    arch = json.loads(meta.get("arch") or json.dumps(model_arch(model), default=str))   # JSON either way: lists, not tuples
+    check_arch(model, arch, state, what="safetensors file")
+    unwrap_model(model).load_state_dict(state)
+    return model
+
+# %% ../nbs/00_core.ipynb #5016cb28
+def fmt_num(v) -> str:
+    "A number for a one-line report: 4 significant digits for floats, '-' for a value not measured (None)."
+    return "-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)

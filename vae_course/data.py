@@ -11,15 +11,18 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 from torch.utils.data import Dataset, DataLoader
-from .core import get_device, to_numpy_image
+from fastcore.basics import patch
+from .core import (get_device, to_numpy_image, RANGES, check_range, to_range, to_unit, to01, uint8_to_float,
+                             image_grid, show_batch, save_grid)
+_all_ = ["RANGES", "check_range", "to_range", "to_unit", "to01", "uint8_to_float", "image_grid", "show_batch", "save_grid"]
 
 # %% auto #0
-__all__ = ['RANGES', 'FACE_RANGES', 'SKIN_TONES', 'IMAGE_EXTS', 'RESAMPLE', 'CELEBA_HELP', 'SOURCES', 'data_dir', 'check_range',
-           'to_range', 'to_unit', 'uint8_to_float', 'split_names', 'openmoji_root', 'openmoji_group', 'openmoji_names',
-           'render_emoji', 'render_openmoji', 'ImageStack', 'OpenMoji', 'light_augment', 'image_grid', 'show_batch',
-           'save_grid', 'to_rgb', 'square', 'load_image', 'scan_images', 'path_group', 'ImageFolder', 'celeba',
-           'VideoFrames', 'load_dataset', 'InMemoryLoader', 'batch_generator', 'jitter_batch', 'flip_where',
-           'flip_batch', 'AugmentedLoader', 'make_loaders']
+__all__ = ['FACE_RANGES', 'SKIN_TONES', 'IMAGE_EXTS', 'RESAMPLE', 'CELEBA_HELP', 'SOURCES', 'data_dir', 'split_names',
+           'openmoji_root', 'openmoji_group', 'openmoji_names', 'render_emoji', 'render_openmoji', 'ImageStack',
+           'OpenMoji', 'light_augment', 'to_rgb', 'square', 'load_image', 'scan_images', 'path_group', 'split_files',
+           'ImageFolder', 'celeba', 'VideoFrames', 'load_dataset', 'InMemoryLoader', 'batch_generator', 'jitter_batch',
+           'flip_where', 'flip_batch', 'AugmentedLoader', 'make_loaders', 'RANGES', 'check_range', 'to_range',
+           'to_unit', 'to01', 'uint8_to_float', 'image_grid', 'show_batch', 'save_grid']
 
 # %% ../nbs/01_data.ipynb #e88554d3
 def data_dir() -> Path:
@@ -31,27 +34,6 @@ def data_dir() -> Path:
         d = repo_data if repo_data.is_dir() else Path.home() / ".cache" / "vae_course"
     d.mkdir(parents=True, exist_ok=True)
     return d
-
-# %% ../nbs/01_data.ipynb #392c4804
-RANGES = ((0, 1), (-1, 1))
-
-def check_range(value_range) -> tuple:
-    "Validate `value_range`: `(0, 1)` for sigmoid decoders or `(-1, 1)` for tanh decoders."
-    vr = tuple(value_range)
-    if vr not in RANGES: raise ValueError(f"value_range must be (0, 1) or (-1, 1), got {value_range!r}")
-    return vr
-
-def to_range(x01: torch.Tensor, value_range=(0, 1)) -> torch.Tensor:
-    "Map images in [0, 1] to `value_range`."
-    return x01 if check_range(value_range) == (0, 1) else x01 * 2 - 1
-
-def to_unit(x: torch.Tensor, value_range=(0, 1)) -> torch.Tensor:
-    "Map images in `value_range` back to [0, 1] (for display and metrics)."
-    return x if check_range(value_range) == (0, 1) else (x + 1) / 2
-
-def uint8_to_float(x: torch.Tensor, value_range=(0, 1), dtype=torch.float32) -> torch.Tensor:
-    "uint8 images (any shape) -> floats in `value_range`."
-    return to_range(x.to(dtype) / 255, value_range)
 
 # %% ../nbs/01_data.ipynb #5571888b
 def _unit_hash(name: str) -> float:
@@ -185,28 +167,6 @@ def light_augment(x: torch.Tensor) -> torch.Tensor:
     return _augment(x[:3]) if x.shape[0] == 3 else torch.cat([_augment(x[:3]), x[3:]])
 _augment = None
 
-# %% ../nbs/01_data.ipynb #3280f3a0
-def image_grid(x: torch.Tensor, nrow: int = 8, value_range=(0, 1), padding: int = 2) -> np.ndarray:
-    "A batch `(B, C, H, W)` in `value_range` -> one uint8 `(H', W', C)` grid on a white background."
-    from torchvision.utils import make_grid
-    x = to_unit(x.detach().float().cpu(), value_range).clamp(0, 1)
-    return to_numpy_image(make_grid(x, nrow=nrow, padding=padding, pad_value=1.0))
-
-def show_batch(x: torch.Tensor, nrow: int = 8, value_range=(0, 1), title: str | None = None,
-               ax=None, figsize=(6, 3)):
-    "Plot a batch of images as a grid."
-    import matplotlib.pyplot as plt
-    if ax is None: _, ax = plt.subplots(figsize=figsize)
-    ax.imshow(image_grid(x, nrow, value_range)); ax.axis("off")
-    if title: ax.set_title(title)
-    return ax
-
-def save_grid(x: torch.Tensor, path, nrow: int = 8, value_range=(0, 1)) -> Path:
-    "Save a batch as a PNG grid at `path` (parent folders are created)."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image_grid(x, nrow, value_range)).save(path)
-    return path
-
 # %% ../nbs/01_data.ipynb #408a1703
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
@@ -289,6 +249,17 @@ def _warn_skipped(problems: dict, root) -> None:
     if problems: warnings.warn(f"skipped {len(problems)} file(s) under {str(root)!r}: {_why(problems, root)}", stacklevel=3)
 
 # %% ../nbs/01_data.ipynb #9598786e
+def split_files(root: Path, split: str, valid_pct: float = 0.1, group: str | None = None) -> list[Path]:
+    "The image files of `split` under `root`: a hash of each relative path (or of its `group`) decides the side; an empty split is an error."
+    files = scan_images(root)
+    idx = split_names([str(f.relative_to(root)) for f in files], split, valid_pct, group=path_group(group))
+    if not idx:
+        raise FileNotFoundError(f"the {split!r} split of {str(root)!r} is empty: its {len(files)} image file(s) all fell in the other "
+                                f"split (about {valid_pct:.0%} of the files, chosen by a hash of their paths, are for validation); "
+                                "add more images (a few dozen at least) or use split='all'")
+    return [files[i] for i in idx]
+
+# %% ../nbs/01_data.ipynb #fc704d13
 class ImageFolder(Dataset):
     "Images from a folder tree (CelebA, anime avatars, pixel art...): square, resized, split by file path."
     def __init__(self, root,                     # folder scanned recursively
@@ -304,14 +275,7 @@ class ImageFolder(Dataset):
         self.root, self.size, self.resize, self.fit = Path(root).expanduser(), size, resize, fit
         self.value_range, self.augment = check_range(value_range), augment
         if resize not in RESAMPLE: raise ValueError(f"resize must be one of {list(RESAMPLE)}, got {resize!r}")
-        files = scan_images(self.root)
-        rel = [str(f.relative_to(self.root)) for f in files]
-        idx = split_names(rel, split, valid_pct, group=path_group(group))
-        if not idx:
-            raise FileNotFoundError(f"the {split!r} split of {str(self.root)!r} is empty: its {len(files)} image file(s) all fell in the other "
-                                    f"split (about {valid_pct:.0%} of the files, chosen by a hash of their paths, are for validation); "
-                                    "add more images (a few dozen at least) or use split='all'")
-        files = [files[i] for i in idx]
+        files = split_files(self.root, split, valid_pct, group)
         self.problems = {f: why for f in files if (why := _problem(f))}
         self.files = [f for f in files if f not in self.problems]
         self._check_some_left(len(files))
@@ -329,35 +293,40 @@ class ImageFolder(Dataset):
             raise FileNotFoundError(f"none of the {n} image file(s) in this split of {str(self.root)!r} could be read: "
                                     f"{_why(self.problems, self.root)}")
 
-    def _load_all(self):
-        arrays, keep = [], []
-        for f in self.files:
-            a = self._decode(f)
-            if a is not None: arrays.append(a); keep.append(f)
-        self.files, self.names = keep, [str(f.relative_to(self.root)) for f in keep]
-        if arrays: self.images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()  # (N, C, H, W)
-
-    def _decode(self, f):
-        try: return load_image(f, self.size, self.resize, self.fit)
-        except Image.DecompressionBombError: self.problems[f] = "too large"
-        except (OSError, UnidentifiedImageError, ValueError, SyntaxError):  # truncated or corrupt pixel data
-            self.problems[f] = "corrupt"
-
     def __len__(self): return len(self.files)
 
-    def __getitem__(self, i):
-        if self.images is not None: x = uint8_to_float(self.images[i])
-        else:
-            for j in range(len(self.files)):  # a file that broke after the scan: take the next readable one
-                a = self._decode(self.files[(i + j) % len(self.files)])
-                if a is not None: break
-            else: raise RuntimeError(f"no readable image left under {str(self.root)!r}")
-            if j: warnings.warn(f"unreadable image {self.files[i]} replaced by its neighbour")
-            x = torch.from_numpy(a).permute(2, 0, 1).float() / 255
-        if self.augment: x = light_augment(x)
-        return to_range(x, self.value_range)
 
     def __repr__(self): return f"ImageFolder({str(self.root)!r}, {len(self)} images, {self.size}px, resize={self.resize!r})"
+
+# %% ../nbs/01_data.ipynb #97979361
+@patch
+def _load_all(self: ImageFolder):
+    arrays, keep = [], []
+    for f in self.files:
+        a = self._decode(f)
+        if a is not None: arrays.append(a); keep.append(f)
+    self.files, self.names = keep, [str(f.relative_to(self.root)) for f in keep]
+    if arrays: self.images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()  # (N, C, H, W)
+
+@patch
+def _decode(self: ImageFolder, f):
+    try: return load_image(f, self.size, self.resize, self.fit)
+    except Image.DecompressionBombError: self.problems[f] = "too large"
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError):  # truncated or corrupt pixel data
+        self.problems[f] = "corrupt"
+
+@patch
+def __getitem__(self: ImageFolder, i):
+    if self.images is not None: x = uint8_to_float(self.images[i])
+    else:
+        for j in range(len(self.files)):  # a file that broke after the scan: take the next readable one
+            a = self._decode(self.files[(i + j) % len(self.files)])
+            if a is not None: break
+        else: raise RuntimeError(f"no readable image left under {str(self.root)!r}")
+        if j: warnings.warn(f"unreadable image {self.files[i]} replaced by its neighbour")
+        x = torch.from_numpy(a).permute(2, 0, 1).float() / 255
+    if self.augment: x = light_augment(x)
+    return to_range(x, self.value_range)
 
 # %% ../nbs/01_data.ipynb #2ddba9e8
 CELEBA_HELP = ("CelebA was not found under {root!r}. Download it (it needs a Google Drive or Baidu account, see "

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from .blocks import *
-from .encoder import VAEConfig, run_blocks, _classic_block, _get, latent_head
+from .encoder import VAEConfig, run_blocks, run_trunk, classic_block, latent_head
 from .core import count_parameters, human_count
 
 # %% auto #0
@@ -54,29 +54,29 @@ def checkerboard_score(img: torch.Tensor, # (H, W) image
 # %% ../nbs/04_decoder.ipynb #1175e1b5
 def _up_block(cfg, in_ch: int, out_ch: int) -> nn.Module:
     "One 2x upsampling step as the config asks (transposed conv or resize + conv; classic or modern)."
-    kind, transposed = _get(cfg, "block", "resnet"), _get(cfg, "decoder_upsample", "upsample") == "transposed"
+    kind, transposed = getattr(cfg, "block", "resnet"), getattr(cfg, "decoder_upsample", "upsample") == "transposed"
     if kind in CLASSIC_BLOCKS:
         relu = kind == "conv_relu"
         if transposed:
             return ConvTransposeBlock(in_ch, out_ch, k=4 if relu else 3, norm="none" if relu else "batch",
                                       act="relu" if relu else "leaky_relu")
-        return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), _classic_block(kind, in_ch, out_ch, stride=1))
+        return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), classic_block(kind, in_ch, out_ch, stride=1))
     if transposed: return ConvTransposeBlock(in_ch, out_ch, k=4, norm="group", act="silu")
     return Upsample(in_ch, out_ch)
 
 def decoder_trunk(cfg) -> nn.ModuleList:
     "Blocks mapping (B, channels[-1], r, r) -> (B, channels[0], S, S), mirroring `encoder_trunk`."
-    chs, kind, n = list(cfg.channels)[::-1], _get(cfg, "block", "resnet"), _get(cfg, "blocks_per_level", 1)
+    chs, kind, n = list(cfg.channels)[::-1], getattr(cfg, "block", "resnet"), getattr(cfg, "blocks_per_level", 1)
     layers = []
     if kind in CLASSIC_BLOCKS:
         for c_in, c_out in zip(chs, chs[1:] + chs[-1:]):          # the last step keeps channels[0]
             layers.append(_up_block(cfg, c_in, c_out))
-            layers += [_classic_block(kind, c_out, c_out, stride=1) for _ in range(n - 1)]
+            layers += [classic_block(kind, c_out, c_out, stride=1) for _ in range(n - 1)]
         return nn.ModuleList(layers)
     res = cfg.img_size // 2 ** (len(chs) - 1)
     for i, c in enumerate(chs):
         layers += [make_block(kind, c) for _ in range(n)]
-        if res in _get(cfg, "attention_res", ()): layers.append(SelfAttention(c, _get(cfg, "attention_heads", 1)))
+        if res in getattr(cfg, "attention_res", ()): layers.append(SelfAttention(c, getattr(cfg, "attention_heads", 1)))
         if i < len(chs) - 1: layers.append(_up_block(cfg, c, chs[i + 1])); res *= 2
     layers += [group_norm(chs[-1]), nn.SiLU()]
     return nn.ModuleList(layers)
@@ -102,16 +102,13 @@ class Decoder(nn.Module):
 # %% ../nbs/04_decoder.ipynb #21e364bd
 class SpatialDecoder(nn.Module):
     "3x3 conv from `in_ch` latent channels -> upsampling trunk -> image: (B, in_ch, r, r) -> (B, img ch, S, S)."
-    def __init__(self, cfg,                     # a VAEConfig or any config with img_size, channels, block, ...
-                 in_ch: int | None = None,      # latent channels (default: cfg.latent_ch)
-                ):
+    def __init__(self, cfg, in_ch: int | None = None):    # cfg: a VAEConfig or alike; in_ch: latent channels (cfg.latent_ch)
         super().__init__()
         self.cfg, self.in_ch = cfg, in_ch or cfg.latent_ch
         self.conv_in = nn.Conv2d(self.in_ch, cfg.channels[-1], 3, padding=1)
         self.blocks = decoder_trunk(cfg)
-        self.head = nn.Conv2d(cfg.channels[0], _get(cfg, "in_ch", 3), 3, padding=1)
+        self.head = nn.Conv2d(cfg.channels[0], getattr(cfg, "in_ch", 3), 3, padding=1)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = self.conv_in(z)                                                                              # (B, C, r, r)
-        h = run_blocks(self.blocks, h, _get(self.cfg, "grad_checkpointing", False) and self.training)   # (B, channels[0], S, S)
-        return output_head(self.head(h), _get(self.cfg, "output", "sigmoid"))[0]                         # (B, in_ch, S, S)
+        h = run_trunk(self, self.conv_in(z))                                             # (B, channels[0], S, S)
+        return output_head(self.head(h), getattr(self.cfg, "output", "sigmoid"))[0]    # (B, in_ch, S, S)

@@ -13,7 +13,8 @@ from .blocks import *
 from .core import count_parameters, human_count
 
 # %% auto #0
-__all__ = ['VAEConfig', 'encoder_trunk', 'run_blocks', 'GridConv', 'latent_head', 'Encoder', 'SpatialEncoder']
+__all__ = ['VAEConfig', 'classic_block', 'encoder_trunk', 'run_blocks', 'run_trunk', 'GridConv', 'latent_head', 'Encoder',
+           'SpatialEncoder']
 
 # %% ../nbs/03_encoder.ipynb #5459b8e8
 _OUTPUTS, _UPSAMPLES = ("sigmoid", "tanh", "none"), ("upsample", "transposed")
@@ -59,27 +60,26 @@ class VAEConfig:
     def latent_res(self) -> int: return self.img_size // 2 ** self.n_down  # side of the last feature map
 
 # %% ../nbs/03_encoder.ipynb #2d81a126
-def _get(cfg, name, default=None): return getattr(cfg, name, default)
-
-def _classic_block(kind: str, in_ch: int, out_ch: int, stride: int) -> nn.Module:
+def classic_block(kind: str, in_ch: int, out_ch: int, stride: int) -> nn.Module:
+    "One block of the classic trunks: conv + ReLU ('conv_relu', 4x4 when it halves) or conv + BatchNorm + LeakyReLU."
     if kind == "conv_relu": return ConvReLU(in_ch, out_ch, k=4 if stride == 2 else 3, stride=stride)
     return ConvBNLeakyReLU(in_ch, out_ch, k=3, stride=stride)
 
 def encoder_trunk(cfg) -> nn.ModuleList:
     "Blocks mapping (B, in_ch, S, S) -> (B, channels[-1], r, r) as a flat list (see `VAEConfig`)."
-    chs, kind, n = list(cfg.channels), _get(cfg, "block", "resnet"), _get(cfg, "blocks_per_level", 1)
-    c_in, layers = _get(cfg, "in_ch", 3), []
+    chs, kind, n = list(cfg.channels), getattr(cfg, "block", "resnet"), getattr(cfg, "blocks_per_level", 1)
+    c_in, layers = getattr(cfg, "in_ch", 3), []
     if kind in CLASSIC_BLOCKS:                                    # each entry: one stride-2 conv
         for c in chs:
-            layers.append(_classic_block(kind, c_in, c, stride=2))
-            layers += [_classic_block(kind, c, c, stride=1) for _ in range(n - 1)]
+            layers.append(classic_block(kind, c_in, c, stride=2))
+            layers += [classic_block(kind, c, c, stride=1) for _ in range(n - 1)]
             c_in = c
         return nn.ModuleList(layers)
     layers.append(ConvNormAct(c_in, chs[0]))                     # stem, full resolution
     res = cfg.img_size
     for i, c in enumerate(chs):                                   # one level per entry
         layers += [make_block(kind, c) for _ in range(n)]
-        if res in _get(cfg, "attention_res", ()): layers.append(SelfAttention(c, _get(cfg, "attention_heads", 1)))
+        if res in getattr(cfg, "attention_res", ()): layers.append(SelfAttention(c, getattr(cfg, "attention_heads", 1)))
         if i < len(chs) - 1: layers.append(Downsample(c, chs[i + 1])); res //= 2
     layers += [group_norm(chs[-1]), nn.SiLU()]                    # pre-activation blocks end un-normalised
     return nn.ModuleList(layers)
@@ -93,6 +93,10 @@ def run_blocks(blocks: nn.ModuleList,   # the blocks to apply in order
     for b in blocks:
         x = checkpoint(b, x, use_reentrant=False) if use_ckpt and any(p.requires_grad for p in b.parameters()) else b(x)
     return x
+
+def run_trunk(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    "Run the trunk `m.blocks` of an encoder or decoder `m`, checkpointing its blocks while it trains with `cfg.grad_checkpointing`."
+    return run_blocks(m.blocks, x, getattr(m.cfg, "grad_checkpointing", False) and m.training)
 
 # %% ../nbs/03_encoder.ipynb #64c8b717
 class GridConv(nn.Module):
@@ -121,7 +125,7 @@ class Encoder(nn.Module):
         if x.shape[1:] != (self.cfg.in_ch, self.cfg.img_size, self.cfg.img_size):
             raise ValueError(f"Encoder expects (B, {self.cfg.in_ch}, {self.cfg.img_size}, {self.cfg.img_size}) images, "
                              f"got {tuple(x.shape)}; resize the data or build the model with img_size={x.shape[-1]}")
-        h = run_blocks(self.blocks, x, self.cfg.grad_checkpointing and self.training)  # (B, C, r, r)
+        h = run_trunk(self, x)                                                          # (B, C, r, r)
         ### BEGIN SOLUTION
         h = h.flatten(1)                                                                # (B, C*r*r)
         return self.mu(h), self.logvar(h)
@@ -130,14 +134,11 @@ class Encoder(nn.Module):
 # %% ../nbs/03_encoder.ipynb #1f32e841
 class SpatialEncoder(nn.Module):
     "Conv trunk -> 3x3 conv to `out_ch` channels: (B, in_ch, S, S) -> (B, out_ch, r, r) (VQ-VAE / LDM style)."
-    def __init__(self, cfg,                      # a VAEConfig or any config with img_size, channels, block, ...
-                 out_ch: int | None = None,      # latent channels (default: cfg.latent_ch)
-                ):
+    def __init__(self, cfg, out_ch: int | None = None):   # cfg: a VAEConfig or alike; out_ch: latent channels (cfg.latent_ch)
         super().__init__()
         self.cfg, self.out_ch = cfg, out_ch or cfg.latent_ch
         self.blocks = encoder_trunk(cfg)
         self.conv_out = nn.Conv2d(cfg.channels[-1], self.out_ch, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = run_blocks(self.blocks, x, _get(self.cfg, "grad_checkpointing", False) and self.training)  # (B, C, r, r)
-        return self.conv_out(h)                                                                          # (B, out_ch, r, r)
+        return self.conv_out(run_trunk(self, x))                                        # (B, out_ch, r, r)

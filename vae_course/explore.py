@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from .core import rng_kept, fmt_num
 from .data import image_grid
 
 # %% auto #0
@@ -65,7 +66,7 @@ def temperature_samples(model, n: int = 8, temperature: float = 1.0, seed: int =
     if sampler is not None:
         from vae_course.samplers import decode_samples
         return decode_samples(model, sampler, n, temperature, seed)
-    with torch.random.fork_rng(devices=[]):
+    with rng_kept():
         torch.manual_seed(seed)
         return model.sample(n, temperature=temperature)
 
@@ -169,7 +170,7 @@ def compare_runs(run_a, run_b,           # two run folders (or .ckpt files) of t
                  pretrained: bool = True,  # LPIPS with its ImageNet weights (False: random, a code-path check)
                  device=None) -> dict:
     "Reconstruct the same images with two trained models: errors (MSE, PSNR, SSIM, LPIPS), latent statistics and a side-by-side picture."
-    from vae_course.data import scan_images, save_grid, to_unit
+    from vae_course.data import scan_images, save_grid, to01
     from vae_course.recipes import load_model, evaluate, reconstruct
     from vae_course.core import count_parameters, write_json
     paths = images if isinstance(images, (list, tuple)) else [Path(images).expanduser()]
@@ -185,7 +186,7 @@ def compare_runs(run_a, run_b,           # two run folders (or .ckpt files) of t
         m = evaluate(model, x, pretrained=pretrained)                    # the metrics every run reports
         rows[label] = dict(run=str(run), model=type(model).__name__, parameters=count_parameters(model), image_size=size,
                            **{new: m[k] for k, new in _COMPARED.items() if k in m})
-        shown.append((to_unit(x, vr).clamp(0, 1).cpu(), to_unit(reconstruct(model, x), vr).clamp(0, 1).cpu()))
+        shown.append((to01(x, vr).cpu(), to01(reconstruct(model, x), vr).cpu()))
     side = max(s[0].shape[-1] for s in shown)
     up = lambda t: torch.nn.functional.interpolate(t, size=(side, side), mode="nearest")
     grid = torch.cat([up(shown[0][0]), up(shown[0][1]), up(shown[1][1])])   # originals, A, B: one row each
@@ -199,6 +200,5 @@ def comparison_table(result: dict) -> str:
     "The rows of `compare_runs` as a markdown table, one column per run."
     keys = [k for k in result["rows"]["A"] if k not in ("run", "lpips_note")]
     keys += [k for k in result["rows"]["B"] if k not in keys and k not in ("run", "lpips_note")]
-    from vae_course.recipes import _num
-    lines = ["| | A | B |", "|---|---|---|"] + [f"| {k} | {_num(result['rows']['A'].get(k))} | {_num(result['rows']['B'].get(k))} |" for k in keys]
+    lines = ["| | A | B |", "|---|---|---|"] + [f"| {k} | {fmt_num(result['rows']['A'].get(k))} | {fmt_num(result['rows']['B'].get(k))} |" for k in keys]
     return "\n".join(lines)

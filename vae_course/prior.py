@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass
 import torch
 from torch import nn
+from fastcore.basics import patch
 import torch.nn.functional as F
 
 # %% auto #0
@@ -75,8 +76,9 @@ class CodePrior(nn.Module):
         return logits, F.cross_entropy(logits.reshape(-1, logits.shape[-1]), idx.reshape(-1))
 
 # %% ../nbs/14_prior.ipynb #49d71593
+@patch
 @torch.no_grad()
-def _sample(self: CodePrior,
+def sample(self: CodePrior,
             n: int,                                   # number of code grids
             temperature: float = 1.0,                 # < 1: more likely codes, less variety
             top_k: int | None = None,                 # keep only the k most likely codes at each step
@@ -90,16 +92,15 @@ def _sample(self: CodePrior,
         probs = logits.softmax(-1).cpu()
         idx[:, t] = torch.multinomial(probs, 1, generator=generator).squeeze(1).to(dev)
     return idx.view(n, self.cfg.grid, self.cfg.grid)
-CodePrior.sample = _sample
 
+@patch
 @torch.no_grad()
-def _bits_per_image(self: CodePrior, idx: torch.Tensor  # (B, h, w) code grids
+def bits_per_image(self: CodePrior, idx: torch.Tensor  # (B, h, w) code grids
                    ) -> torch.Tensor:
     "−log₂ p(codes) per image `(B,)`: how many bits the prior needs for each grid."
     logits, _ = self(idx)
     nll = F.cross_entropy(logits.transpose(1, 2), idx.flatten(1), reduction="none")  # (B, T) nats
     return nll.sum(1) / math.log(2)
-CodePrior.bits_per_image = _bits_per_image
 
 # %% ../nbs/14_prior.ipynb #995da660
 @torch.no_grad()

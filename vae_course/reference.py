@@ -5,139 +5,150 @@
 # %% ../nbs/20_reference.ipynb #e184dc83
 from __future__ import annotations
 import math
-from .recipes import PARAMS, load_recipe, build_model, _model_config
 from .core import count_parameters
-from .training import _steps_per_epoch
+from .params import PARAMS, model_config
+from .recipes import load_recipe, build_model, planned_steps, scale_to_reference
+from .artifacts import SUCCESS_CRITERIA, success_report
+_all_ = ["SUCCESS_CRITERIA", "success_report", "planned_steps", "scale_to_reference"]   # defined below this chapter, shown here
 
 # %% auto #0
-__all__ = ['SEED_CARDS', 'SUCCESS_CRITERIA', 'recipe_value', 'seed_card_drift', 'seed_card_markdown', 'success_report',
+__all__ = ['SEED_CARDS', 'recipe_value', 'seed_card_drift', 'seed_card_markdown', 'SUCCESS_CRITERIA', 'success_report',
            'planned_steps', 'scale_to_reference']
 
 # %% ../nbs/20_reference.ipynb #5620f6fa
 _CLIP = ("gradient clipping", "max norm 1.0", None, "1.0 (every run: `TrainConfig.grad_clip`)", "")
 _TIER = "the tier's: the course's hardware tiers are the pixel-art reference's table (24 GB: 64×1, 12 GB: 32×2, 8 GB: 16×4 + checkpointing)"
 
-SEED_CARDS: dict[str, list[tuple]] = dict(
-    pixel_art=[
-        ("image size", "128×128", "image_size", 128, ""),
-        ("encoder / decoder widths", "64, 128, 256, 512", "cfg.channels", [64, 128, 256, 512], ""),
-        ("latent dimension", "256", "cfg.latent_dim", 256, ""),
-        ("reconstruction loss", "`F.mse_loss(x_recon, x)`: a mean over pixels", "recon_reduction", "mean", ""),
-        ("KL", "`-0.5 * mean(1 + logvar - mu² - exp(logvar))`: a mean over batch and dimensions", "kl_reduction", "mean", ""),
-        ("KL weight", "0.01", "kl_weight", 0.01, ""),
-        ("KL schedule", "\"gradually increase the KL weight\"", "kl_schedule", "linear", ""),
-        ("KL warm-up length", "not stated", "kl_warmup", 2000, "our choice: 2,000 optimiser steps"),
-        ("quality weight", "1.0 on −mean(quality score)", "quality_weight", 1.0, ""),
-        ("quality network", "ResNet-based, trained beforehand", None, "a tiny `QualityNet` fitted on degraded copies of the training images, or `quality_checkpoint`",
-         "no pretrained quality network can be downloaded here; chapter 08 trains one the same way"),
-        ("optimiser", "Adam", "optimizer", "adam", ""),
-        ("learning rate", "1e-4", "lr", 1e-4, ""),
-        ("LR schedule", "not stated (\"start with small learning rates\")", "lr_schedule", "constant", ""),
-        ("batch", "32; 64×1, 32×2, 16×4 by GPU memory", "batch_size", None, _TIER),
-        _CLIP,
-        ("mixed precision", "on", "amp", None, "the tier's: fp16 or bf16 on a GPU, bf16 on a CPU that has it"),
-        ("TensorBoard tags", "`loss/reconstruction`, `loss/kl`, `metrics/quality`", None, "the same tags", ""),
-        ("epochs", "not stated", "epochs", 100, "our choice"),
-        ("data", "pixel art at 128 px", "resize", "nearest", "OpenMoji by default (nearest-neighbour resizing keeps hard pixel edges); your folder with data_source='folder'"),
-    ],
-    ultra=[
-        ("image size", "256", "image_size", 256, ""),
-        ("latent dimension", "1024", "cfg.latent_dim", 1024, ""),
-        ("parameters", "~50M+", "parameters", 49.9, ""),
-        ("MSE weight", "40%", "mse", 0.4, ""), ("L1 weight", "20%", "l1", 0.2, ""),
-        ("perceptual weight", "20%", "perceptual", 0.2, ""), ("LPIPS weight", "20%", "lpips", 0.2, ""),
-        ("epochs", "200", "epochs", 200, ""),
-        ("batch", "64", "batch_size", None, "the tier's: 64 on the high tier (24 GB+); smaller GPUs accumulate (32×2, 16×4), the reference's own advice for out-of-memory"),
-        ("optimiser", "Adam with weight decay", "optimizer", "adam", ""), ("weight decay", "1e-5", "weight_decay", 1e-5, ""),
-        ("learning rate", "5e-5", "lr", 5e-5, ""),
-        ("LR schedule", "ReduceLROnPlateau", "lr_schedule", "plateau", ""), ("plateau patience", "10", "plateau_patience", 10, ""),
-        ("early stopping", "patience 20 epochs", "early_stopping", 20, ""),
-        _CLIP,
-        ("KL control", "adaptive band, on the smoothed KL, with cyclical annealing", "kl_schedule", "adaptive_cyclical", ""),
-        ("β updates", "per epoch, on the epoch's mean KL", "kl_step", "epoch", ""),
-        ("`kl_cycle_period`", "8", "kl_cycle_period", 8, ""), ("`kl_cooldown_epochs`", "2", "kl_cooldown_epochs", 2, ""),
-        ("`kl_cooldown_reduction`", "0.25", "kl_cooldown_reduction", 0.25, ""), ("`kl_beta_floor`", "5e-5", "kl_beta_floor", 5e-5, ""),
-        ("`kl_floor_growth`", "1.02 (multiplicative)", "kl_floor_growth", 1.02, ""),
-        ("KL band", "not stated", "kl_target_low", 200.0, "our choice: 200–600 nats per image (`kl_target_high`)"),
-        ("initial β", "not stated", "kl_weight", 1e-3, "our choice; the controller moves it"),
-        ("samples", "every 10 epochs, and final samples", "figures_every_epochs", 10, "in `figures/`; the final grids are `samples_*.png`"),
-        ("success criteria", "PSNR > 25 dB, LPIPS < 0.3, MSE < 0.01", None, "evaluated with pass/fail in `metrics.json` (`success`)", ""),
-        ("monitoring", "a monitor script", None, "`vae-course monitor RUN` (`--follow`)", ""),
-        ("data", "CelebA, ~200k images, 256 px", "data_source", "openmoji", "CelebA cannot be downloaded here: data_source='celeba' with your copy"),
-    ],
-    celeba64=[
-        ("image size", "64", "image_size", 64, ""),
-        ("latent dimension", "256", "cfg.latent_dim", 256, ""),
-        ("blocks", "ConvNormAct, SE, ResidualBottleneck with LayerScale", "cfg.block", "bottleneck", ""),
-        ("batch", "16–32 (against mode collapse)", "batch_size", 32, ""), ("accumulation", "none", "accum_steps", 1, ""),
-        ("optimiser", "Adam", "optimizer", "adam", ""), ("learning rate", "1e-4", "lr", 1e-4, ""),
-        ("reconstruction", "Σ over pixels, mean over the batch", "recon_reduction", "sum", ""),
-        ("decoder", "isotropic by default; variance-predicting optional, log-variance clamped to [−10, 10]", "learned_variance", False,
-         "selectable: learned_variance=True, nll=1.0, mse=0 (chapter 04)"),
-        ("perceptual weight", "0.1 relative to the reconstruction loss", "perceptual", 0.1, ""),
-        ("perceptual scale", "added per image, not × pixels", "perceptual_per_image", True, ""),
-        ("KL annealing", "linear warm-up", "kl_schedule", "linear", ""),
-        ("warm-up length", "`warmup_epochs`, not stated", "kl_warmup", 5000, "our choice: 5,000 steps"),
-        ("precision", "bfloat16", "amp", "bf16", ""),
-        _CLIP,
-        ("figures", "interpolation, temperature, reconstructions and losses every 5 epochs", "figures_every_epochs", 5, ""),
-        ("checkpoints", "every 10 epochs, and the best", None, "every epoch (`last.ckpt`) and the best (`best.ckpt`)", "more often: a resumed run loses at most one epoch"),
-        ("horizontal flips", "not mentioned", "augment_flip", True, "the default OpenMoji run has 1,099 training faces and overfits without them; set augment_flip=False on CelebA for the reference's setup"),
-        ("epochs", "not stated", "epochs", 50, "our choice"),
-        ("data", "CelebA, its own train/valid split", "data_source", "openmoji", "CelebA cannot be downloaded here: data_source='celeba' uses its own split"),
-    ],
-    anime_vq=[
-        ("image size", "256", "image_size", 256, ""),
-        ("codebook size K", "1024", "cfg.num_codes", 1024, ""), ("quantizer", "EMA", "cfg.quantizer", "ema", ""),
-        ("commitment λ", "0.25", "cfg.beta", 0.25, ""),
-        ("L1 weight λ_rec", "1.0, a mean", "l1", 1.0, ""), ("L2", "optional, small", "mse", 0.0, ""),
-        ("reduction", "mean", "recon_reduction", "mean", ""),
-        ("LPIPS weight", "0.5 (VGG)", "lpips", 0.5, ""),
-        ("GAN weight", "0.1", "gan_weight", 0.1, ""), ("adaptive GAN weight", "not used", "gan_adaptive", False, ""),
-        ("GAN off for", "20k steps", "gan_start", 20_000, ""), ("GAN ramp", "20k steps, linear", "gan_ramp", 20_000, ""),
-        ("run length", "100k–200k steps", "reference_steps", 100_000,
-         "a shorter run scales `gan_start`, `gan_ramp` and `save_every_steps` by its length / 100k and says so (the OpenMoji run: ~11k steps)"),
-        ("epochs", "320–640 equivalent (10k images, batch 32)", "epochs", 320, ""),
-        ("batch", "32 (or 16 × 2)", "batch_size", 32, ""), ("accumulation", "1", "accum_steps", 1, ""),
-        ("optimiser", "Adam", "optimizer", "adam", ""), ("learning rate", "2e-4", "lr", 2e-4, ""),
-        ("Adam betas", "(0.9, 0.99)", "adam_betas", [0.9, 0.99], ""),
-        ("discriminator", "lr 2e-4, betas (0.5, 0.99)", "disc_lr", 2e-4, "its betas are (0.5, 0.99) (`VQGANObjective`)"),
-        ("LR warm-up", "linear over 2k–5k steps", "warmup_steps", 2000, ""), ("warm-up start", "1e-6", "warmup_start_lr", 1e-6, ""),
-        ("LR decay", "cosine", "lr_schedule", "cosine", ""), ("final LR", "1e-5", "min_lr", 1e-5, ""),
-        ("precision", "16-bit mixed", "amp", None, "the tier's"),
-        _CLIP,
-        ("best checkpoint", "by validation reconstruction / LPIPS", None, "by `valid_recon` (L1 + 0.5 LPIPS, no GAN terms)", ""),
-        ("periodic checkpoints", "every N steps, e.g. 10k", "save_every_steps", 10_000, ""),
-        ("horizontal flips", "p = 0.5", "augment_flip", True, ""), ("colour jitter", "light, 0.1–0.2", "augment_jitter", 0.1, ""),
-        ("codebook start", "not stated", "codebook_init_images", 5000, "k-means on a random 50k of the encoder outputs of 5,000 images (chapter 11)"),
-        ("code usage", "histogram and perplexity", None, "`codes/usage` histogram; `perplexity` (batch) and `perplexity_avg` (moving average)", ""),
-        ("code prior", "phase 3, optional", "prior_steps", 5000, ""),
-        ("FID", "in `metrics.py`", None, "Fréchet distance, KID, precision/recall of the samples (`gen_vq_*`) in the course's OpenMoji feature space",
-         "Inception weights cannot be downloaded here; `sample_metrics(..., features='inception')` is the standard FID"),
-        ("data", "~10k anime avatars", "data_source", "openmoji", "not downloadable: data_source='folder' with your avatars"),
-    ],
-    vanilla=[
-        ("image size", "256", "image_size", 256, ""),
-        ("widths", "64, 128, 256, 512, 1024", "cfg.channels", [64, 128, 256, 512, 1024], ""),
-        ("latent dimension", "256", "cfg.latent_dim", 256, ""),
-        ("parameters", "~50M", "parameters", 63.0, "counted: the architecture as described has 63.0M (the linear maps to and from the 1024×8×8 grid alone hold 50.3M); the reference's ~50M is an estimate"),
-        ("output", "tanh", "cfg.output", "tanh", ""),
-        ("reconstruction", "MSE, a mean", "recon_reduction", "mean", ""),
-        ("KL weight", "1e-4", "kl_weight", 1e-4, ""),
-        ("optimiser", "Adam", "optimizer", "adam", ""), ("learning rate", "1e-4", "lr", 1e-4, ""),
-        ("weight decay", "0", "weight_decay", 0.0, ""),
-        ("LR schedule", "exponential, γ = 0.95", "lr_schedule", "exponential", ""), ("γ", "0.95", "lr_gamma", 0.95, ""),
-        ("epochs", "200", "epochs", 200, ""),
-        ("batch", "64 per GPU", "batch_size", None, "the tier's: 64 on the high tier"),
-        _CLIP,
-        ("logging", "every 50 steps", "log_every", 50, ""),
-        ("images", "every 5,000 steps", "image_every_steps", 5000, ""),
-        ("checkpoints", "every 5,000 steps", "save_every_steps", 5000, ""),
-        ("multi-GPU", "DDP on every GPU", None, "`torchrun --nproc_per_node N -m vae_course.cli train --recipe vanilla`", ""),
-        ("comparison", "`compare_with_laq.py` (VAE against LAQ)", None, "`vae-course compare RUN_A RUN_B --images PATH`", "LAQ is not part of the course: any two course runs (a VAE and a VQ-VAE, or two VAEs)"),
-        ("data", "Something-Something v2 frames", "data_source", "openmoji", "not downloadable: data_source='video' (frames of one video stay on one side of the split)"),
-    ],
-)
+SEED_CARDS: dict[str, list[tuple]] = {}   # recipe -> rows (what, reference, where, ours, why), one cell per recipe below
+
+# %% ../nbs/20_reference.ipynb #91e81808
+SEED_CARDS["pixel_art"] = [
+    ("image size", "128×128", "image_size", 128, ""),
+    ("encoder / decoder widths", "64, 128, 256, 512", "cfg.channels", [64, 128, 256, 512], ""),
+    ("latent dimension", "256", "cfg.latent_dim", 256, ""),
+    ("reconstruction loss", "`F.mse_loss(x_recon, x)`: a mean over pixels", "recon_reduction", "mean", ""),
+    ("KL", "`-0.5 * mean(1 + logvar - mu² - exp(logvar))`: a mean over batch and dimensions", "kl_reduction", "mean", ""),
+    ("KL weight", "0.01", "kl_weight", 0.01, ""),
+    ("KL schedule", "\"gradually increase the KL weight\"", "kl_schedule", "linear", ""),
+    ("KL warm-up length", "not stated", "kl_warmup", 2000, "our choice: 2,000 optimiser steps"),
+    ("quality weight", "1.0 on −mean(quality score)", "quality_weight", 1.0, ""),
+    ("quality network", "ResNet-based, trained beforehand", None, "a tiny `QualityNet` fitted on degraded copies of the training images, or `quality_checkpoint`",
+     "no pretrained quality network can be downloaded here; chapter 09 trains one the same way"),
+    ("optimiser", "Adam", "optimizer", "adam", ""),
+    ("learning rate", "1e-4", "lr", 1e-4, ""),
+    ("LR schedule", "not stated (\"start with small learning rates\")", "lr_schedule", "constant", ""),
+    ("batch", "32; 64×1, 32×2, 16×4 by GPU memory", "batch_size", None, _TIER),
+    _CLIP,
+    ("mixed precision", "on", "amp", None, "the tier's: fp16 or bf16 on a GPU, bf16 on a CPU that has it"),
+    ("TensorBoard tags", "`loss/reconstruction`, `loss/kl`, `metrics/quality`", None, "the same tags", ""),
+    ("epochs", "not stated", "epochs", 100, "our choice"),
+    ("data", "pixel art at 128 px", "resize", "nearest", "OpenMoji by default (nearest-neighbour resizing keeps hard pixel edges); your folder with data_source='folder'"),
+]
+
+# %% ../nbs/20_reference.ipynb #419c3ec1
+SEED_CARDS["ultra"] = [
+    ("image size", "256", "image_size", 256, ""),
+    ("latent dimension", "1024", "cfg.latent_dim", 1024, ""),
+    ("parameters", "~50M+", "parameters", 49.9, ""),
+    ("MSE weight", "40%", "mse", 0.4, ""), ("L1 weight", "20%", "l1", 0.2, ""),
+    ("perceptual weight", "20%", "perceptual", 0.2, ""), ("LPIPS weight", "20%", "lpips", 0.2, ""),
+    ("epochs", "200", "epochs", 200, ""),
+    ("batch", "64", "batch_size", None, "the tier's: 64 on the high tier (24 GB+); smaller GPUs accumulate (32×2, 16×4), the reference's own advice for out-of-memory"),
+    ("optimiser", "Adam with weight decay", "optimizer", "adam", ""), ("weight decay", "1e-5", "weight_decay", 1e-5, ""),
+    ("learning rate", "5e-5", "lr", 5e-5, ""),
+    ("LR schedule", "ReduceLROnPlateau", "lr_schedule", "plateau", ""), ("plateau patience", "10", "plateau_patience", 10, ""),
+    ("early stopping", "patience 20 epochs", "early_stopping", 20, ""),
+    _CLIP,
+    ("KL control", "adaptive band, on the smoothed KL, with cyclical annealing", "kl_schedule", "adaptive_cyclical", ""),
+    ("β updates", "per epoch, on the epoch's mean KL", "kl_step", "epoch", ""),
+    ("`kl_cycle_period`", "8", "kl_cycle_period", 8, ""), ("`kl_cooldown_epochs`", "2", "kl_cooldown_epochs", 2, ""),
+    ("`kl_cooldown_reduction`", "0.25", "kl_cooldown_reduction", 0.25, ""), ("`kl_beta_floor`", "5e-5", "kl_beta_floor", 5e-5, ""),
+    ("`kl_floor_growth`", "1.02 (multiplicative)", "kl_floor_growth", 1.02, ""),
+    ("KL band", "not stated", "kl_target_low", 200.0, "our choice: 200–600 nats per image (`kl_target_high`)"),
+    ("initial β", "not stated", "kl_weight", 1e-3, "our choice; the controller moves it"),
+    ("samples", "every 10 epochs, and final samples", "figures_every_epochs", 10, "in `figures/`; the final grids are `samples_*.png`"),
+    ("success criteria", "PSNR > 25 dB, LPIPS < 0.3, MSE < 0.01", None, "evaluated with pass/fail in `metrics.json` (`success`)", ""),
+    ("monitoring", "a monitor script", None, "`vae-course monitor RUN` (`--follow`)", ""),
+    ("data", "CelebA, ~200k images, 256 px", "data_source", "openmoji", "CelebA cannot be downloaded here: data_source='celeba' with your copy"),
+]
+
+# %% ../nbs/20_reference.ipynb #f7776bf5
+SEED_CARDS["celeba64"] = [
+    ("image size", "64", "image_size", 64, ""),
+    ("latent dimension", "256", "cfg.latent_dim", 256, ""),
+    ("blocks", "ConvNormAct, SE, ResidualBottleneck with LayerScale", "cfg.block", "bottleneck", ""),
+    ("batch", "16–32 (against mode collapse)", "batch_size", 32, ""), ("accumulation", "none", "accum_steps", 1, ""),
+    ("optimiser", "Adam", "optimizer", "adam", ""), ("learning rate", "1e-4", "lr", 1e-4, ""),
+    ("reconstruction", "Σ over pixels, mean over the batch", "recon_reduction", "sum", ""),
+    ("decoder", "isotropic by default; variance-predicting optional, log-variance clamped to [−10, 10]", "learned_variance", False,
+     "selectable: learned_variance=True, nll=1.0, mse=0 (chapter 04)"),
+    ("perceptual weight", "0.1 relative to the reconstruction loss", "perceptual", 0.1, ""),
+    ("perceptual scale", "added per image, not × pixels", "perceptual_per_image", True, ""),
+    ("KL annealing", "linear warm-up", "kl_schedule", "linear", ""),
+    ("warm-up length", "`warmup_epochs`, not stated", "kl_warmup", 5000, "our choice: 5,000 steps"),
+    ("precision", "bfloat16", "amp", "bf16", ""),
+    _CLIP,
+    ("figures", "interpolation, temperature, reconstructions and losses every 5 epochs", "figures_every_epochs", 5, ""),
+    ("checkpoints", "every 10 epochs, and the best", None, "every epoch (`last.ckpt`) and the best (`best.ckpt`)", "more often: a resumed run loses at most one epoch"),
+    ("horizontal flips", "not mentioned", "augment_flip", True, "the default OpenMoji run has 1,099 training faces and overfits without them; set augment_flip=False on CelebA for the reference's setup"),
+    ("epochs", "not stated", "epochs", 50, "our choice"),
+    ("data", "CelebA, its own train/valid split", "data_source", "openmoji", "CelebA cannot be downloaded here: data_source='celeba' uses its own split"),
+]
+
+# %% ../nbs/20_reference.ipynb #273ea00c
+SEED_CARDS["anime_vq"] = [
+    ("image size", "256", "image_size", 256, ""),
+    ("codebook size K", "1024", "cfg.num_codes", 1024, ""), ("quantizer", "EMA", "cfg.quantizer", "ema", ""),
+    ("commitment λ", "0.25", "cfg.beta", 0.25, ""),
+    ("L1 weight λ_rec", "1.0, a mean", "l1", 1.0, ""), ("L2", "optional, small", "mse", 0.0, ""),
+    ("reduction", "mean", "recon_reduction", "mean", ""),
+    ("LPIPS weight", "0.5 (VGG)", "lpips", 0.5, ""),
+    ("GAN weight", "0.1", "gan_weight", 0.1, ""), ("adaptive GAN weight", "not used", "gan_adaptive", False, ""),
+    ("GAN off for", "20k steps", "gan_start", 20_000, ""), ("GAN ramp", "20k steps, linear", "gan_ramp", 20_000, ""),
+    ("run length", "100k–200k steps", "reference_steps", 100_000,
+     "a shorter run scales `gan_start`, `gan_ramp` and `save_every_steps` by its length / 100k and says so (the OpenMoji run: ~11k steps)"),
+    ("epochs", "320–640 equivalent (10k images, batch 32)", "epochs", 320, ""),
+    ("batch", "32 (or 16 × 2)", "batch_size", 32, ""), ("accumulation", "1", "accum_steps", 1, ""),
+    ("optimiser", "Adam", "optimizer", "adam", ""), ("learning rate", "2e-4", "lr", 2e-4, ""),
+    ("Adam betas", "(0.9, 0.99)", "adam_betas", [0.9, 0.99], ""),
+    ("discriminator", "lr 2e-4, betas (0.5, 0.99)", "disc_lr", 2e-4, "its betas are (0.5, 0.99) (`VQGANObjective`)"),
+    ("LR warm-up", "linear over 2k–5k steps", "warmup_steps", 2000, ""), ("warm-up start", "1e-6", "warmup_start_lr", 1e-6, ""),
+    ("LR decay", "cosine", "lr_schedule", "cosine", ""), ("final LR", "1e-5", "min_lr", 1e-5, ""),
+    ("precision", "16-bit mixed", "amp", None, "the tier's"),
+    _CLIP,
+    ("best checkpoint", "by validation reconstruction / LPIPS", None, "by `valid_recon` (L1 + 0.5 LPIPS, no GAN terms)", ""),
+    ("periodic checkpoints", "every N steps, e.g. 10k", "save_every_steps", 10_000, ""),
+    ("horizontal flips", "p = 0.5", "augment_flip", True, ""), ("colour jitter", "light, 0.1–0.2", "augment_jitter", 0.1, ""),
+    ("codebook start", "not stated", "codebook_init_images", 5000, "k-means on a random 50k of the encoder outputs of 5,000 images (chapter 11)"),
+    ("code usage", "histogram and perplexity", None, "`codes/usage` histogram; `perplexity` (batch) and `perplexity_avg` (moving average)", ""),
+    ("code prior", "phase 3, optional", "prior_steps", 5000, ""),
+    ("FID", "in `metrics.py`", None, "Fréchet distance, KID, precision/recall of the samples (`gen_vq_*`) in the course's OpenMoji feature space",
+     "Inception weights cannot be downloaded here; `sample_metrics(..., features='inception')` is the standard FID"),
+    ("data", "~10k anime avatars", "data_source", "openmoji", "not downloadable: data_source='folder' with your avatars"),
+]
+
+# %% ../nbs/20_reference.ipynb #ce5836d3
+SEED_CARDS["vanilla"] = [
+    ("image size", "256", "image_size", 256, ""),
+    ("widths", "64, 128, 256, 512, 1024", "cfg.channels", [64, 128, 256, 512, 1024], ""),
+    ("latent dimension", "256", "cfg.latent_dim", 256, ""),
+    ("parameters", "~50M", "parameters", 63.0, "counted: the architecture as described has 63.0M (the linear maps to and from the 1024×8×8 grid alone hold 50.3M); the reference's ~50M is an estimate"),
+    ("output", "tanh", "cfg.output", "tanh", ""),
+    ("reconstruction", "MSE, a mean", "recon_reduction", "mean", ""),
+    ("KL weight", "1e-4", "kl_weight", 1e-4, ""),
+    ("optimiser", "Adam", "optimizer", "adam", ""), ("learning rate", "1e-4", "lr", 1e-4, ""),
+    ("weight decay", "0", "weight_decay", 0.0, ""),
+    ("LR schedule", "exponential, γ = 0.95", "lr_schedule", "exponential", ""), ("γ", "0.95", "lr_gamma", 0.95, ""),
+    ("epochs", "200", "epochs", 200, ""),
+    ("batch", "64 per GPU", "batch_size", None, "the tier's: 64 on the high tier"),
+    _CLIP,
+    ("logging", "every 50 steps", "log_every", 50, ""),
+    ("images", "every 5,000 steps", "image_every_steps", 5000, ""),
+    ("checkpoints", "every 5,000 steps", "save_every_steps", 5000, ""),
+    ("multi-GPU", "DDP on every GPU", None, "`torchrun --nproc_per_node N -m vae_course.cli train --recipe vanilla`", ""),
+    ("comparison", "`compare_with_laq.py` (VAE against LAQ)", None, "`vae-course compare RUN_A RUN_B --images PATH`", "LAQ is not part of the course: any two course runs (a VAE and a VQ-VAE, or two VAEs)"),
+    ("data", "Something-Something v2 frames", "data_source", "openmoji", "not downloadable: data_source='video' (frames of one video stay on one side of the split)"),
+]
 
 # %% ../nbs/20_reference.ipynb #aa466159
 def recipe_value(name: str, where: str):
@@ -146,7 +157,7 @@ def recipe_value(name: str, where: str):
 
 def _value(p: dict, where: str):
     if where == "parameters": return round(count_parameters(build_model(p)) / 1e6, 1)
-    if where.startswith("cfg."): return getattr(_model_config(p), where[4:])
+    if where.startswith("cfg."): return getattr(model_config(p), where[4:])
     if where not in PARAMS: raise ValueError(f"seed card of {p['name']!r}: {where!r} is neither a parameter, 'cfg.<field>' nor 'parameters'")
     return p[where]
 
@@ -171,40 +182,3 @@ def seed_card_markdown(name: str) -> str:
     rows = ["| | reference | this recipe | why they differ |", "|---|---|---|---|"]
     rows += [f"| {what} | {ref} | {_fmt(where, ours)} | {why} |" for what, ref, where, ours, why in SEED_CARDS[name]]
     return "\n".join(rows)
-
-# %% ../nbs/20_reference.ipynb #6273b1c1
-SUCCESS_CRITERIA: dict[str, dict[str, tuple[str, float]]] = dict(
-    ultra=dict(val_psnr=(">", 25.0), val_lpips=("<", 0.3), val_mse=("<", 0.01)))
-
-def success_report(name: str, metrics: dict) -> dict | None:
-    "The reference's success criteria for recipe `name` checked on a run's `metrics` (None: the reference states none)."
-    crit = SUCCESS_CRITERIA.get(name)
-    if not crit: return None
-    rows = {}
-    for k, (op, target) in crit.items():
-        v = metrics.get(k)
-        ok = None if v is None or (k == "val_lpips" and not metrics.get("lpips_pretrained", True)) else v > target if op == ">" else v < target
-        rows[k] = dict(value=v, target=f"{op} {target:g}", passed=ok)
-    verdicts = [r["passed"] for r in rows.values()]
-    return dict(criteria=rows, passed=None if None in verdicts else all(verdicts))
-
-# %% ../nbs/20_reference.ipynb #098bdbd5
-def planned_steps(p: dict, train_dl, accum_steps: int = 1) -> int | None:
-    "Optimiser steps a run plans: `steps`, or `epochs` × steps per epoch (the smaller of both); None when only a time budget ends it."
-    per_epoch = _steps_per_epoch(train_dl, accum_steps)
-    plans = [p["steps"]] if p["steps"] else []
-    if p["epochs"] and per_epoch: plans.append(p["epochs"] * per_epoch)
-    return min(plans) if plans else None
-
-_SCALED = ("gan_start", "gan_ramp", "save_every_steps")
-
-def scale_to_reference(p: dict, planned: int | None) -> dict:
-    "For a run shorter than `reference_steps`: its step-counted schedule scaled by planned / reference, with a note ({}: unchanged)."
-    ref = p.get("reference_steps")
-    if not ref or planned is None or planned >= ref: return {}
-    f = planned / ref
-    out = {k: max(1, round(p[k] * f)) for k in _SCALED if p.get(k)}
-    what = ", ".join(f"{k} {p[k]} -> {v}" for k, v in out.items())
-    out["note"] = (f"this run plans {planned} optimiser steps, {f:.1%} of the reference's {ref}: its step schedule is scaled "
-                   f"by the same factor ({what}) so its phases keep their proportions")
-    return out

@@ -10,6 +10,8 @@ import json, math
 from pathlib import Path
 import torch
 from torch import nn
+from fastcore.basics import patch
+from .core import save_tensors, load_tensors
 from .metrics import posterior_means, sample_metrics
 
 # %% auto #0
@@ -130,29 +132,6 @@ class GMMSampler(LatentSampler):
         comps = torch.distributions.MultivariateNormal(self.means, scale_tril=self.chols)
         return comps.log_prob(y[:, None]) + self.weights.log()
 
-    def fit(self, z: torch.Tensor):
-        z = _as_codes(z)
-        if len(z) < 2 * self.k: raise ValueError(f"a {self.k}-component mixture needs at least {2 * self.k} codes, got {len(z)}; lower k")
-        self.mean.copy_(z.mean(0))
-        _, s, vt = torch.linalg.svd(z - self.mean, full_matrices=False)
-        self.basis.copy_(vt[:self.rank].T)
-        rest = (s[self.rank:] ** 2).sum() / (len(z) - 1) / max(self.dim - self.rank, 1)
-        self.rest_std.copy_(rest.sqrt())
-        y = (z - self.mean) @ self.basis                                               # (N, r)
-        g, eye = torch.Generator().manual_seed(self.seed), torch.eye(self.rank, dtype=y.dtype)
-        scale = y.var(0).mean()
-        self.means.copy_(_kmeans_pp(y, self.k, g))
-        self.chols.copy_((scale.sqrt() * eye).repeat(self.k, 1, 1))
-        for _ in range(self.iters):                                                   # EM
-            resp = self._log_resp(y).softmax(1)                                      # (N, k)
-            nk = resp.sum(0) + 1e-10
-            self.weights.copy_(nk / nk.sum())
-            self.means.copy_((resp.T @ y) / nk[:, None])
-            for j in range(self.k):
-                d = y - self.means[j]
-                cov = (resp[:, j, None] * d).T @ d / nk[j] + self.reg * scale * eye
-                self.chols[j].copy_(torch.linalg.cholesky(cov))
-        return self
 
     def sample(self, n, temperature=1.0, generator=None):
         comp = torch.multinomial(self.weights, n, replacement=True, generator=generator)            # (n,)
@@ -162,28 +141,64 @@ class GMMSampler(LatentSampler):
         rest = rest - (rest @ self.basis) @ self.basis.T                                            # outside the basis only
         return (self.mean + y @ self.basis.T + rest).float()
 
+# %% ../nbs/10_samplers.ipynb #084f2c36
+@patch
+def fit(self: GMMSampler, z: torch.Tensor) -> GMMSampler:
+    "Fit the principal basis, the isotropic rest and the mixture (k-means++ start, then EM); fitting again starts afresh."
+    z = _as_codes(z)
+    if len(z) < 2 * self.k: raise ValueError(f"a {self.k}-component mixture needs at least {2 * self.k} codes, got {len(z)}; lower k")
+    self.mean.copy_(z.mean(0))
+    _, s, vt = torch.linalg.svd(z - self.mean, full_matrices=False)
+    self.basis.copy_(vt[:self.rank].T)
+    rest = (s[self.rank:] ** 2).sum() / (len(z) - 1) / max(self.dim - self.rank, 1)
+    self.rest_std.copy_(rest.sqrt())
+    y = (z - self.mean) @ self.basis                                               # (N, r)
+    g, eye = torch.Generator().manual_seed(self.seed), torch.eye(self.rank, dtype=y.dtype)
+    scale = y.var(0).mean()
+    self.means.copy_(_kmeans_pp(y, self.k, g))
+    self.chols.copy_((scale.sqrt() * eye).repeat(self.k, 1, 1))
+    self.weights.fill_(1 / self.k)                          # a second fit must not start from the first's weights
+    for _ in range(self.iters):                                                   # EM
+        resp = self._log_resp(y).softmax(1)                                      # (N, k)
+        nk = resp.sum(0) + 1e-10
+        self.weights.copy_(nk / nk.sum())
+        self.means.copy_((resp.T @ y) / nk[:, None])
+        for j in range(self.k):
+            d = y - self.means[j]
+            cov = (resp[:, j, None] * d).T @ d / nk[j] + self.reg * scale * eye
+            self.chols[j].copy_(torch.linalg.cholesky(cov))
+    return self
+
 # %% ../nbs/10_samplers.ipynb #afd1d3f3
 SAMPLERS = {c.kind: c for c in (PriorSampler, GaussianSampler, GMMSampler)}
 
 def save_sampler(sampler: LatentSampler, path) -> Path:
     "Write a sampler's buffers to a `.safetensors` file, with its kind and settings as metadata (no pickle)."
-    from safetensors.torch import save_file
-    from vae_course.core import atomic_target
-    meta = dict(kind=sampler.kind, config=json.dumps(sampler.config()))
-    with atomic_target(path) as tmp:
-        save_file({k: v.contiguous() for k, v in sampler.state_dict().items()}, str(tmp), metadata=meta)
-    return Path(path)
+    return save_tensors(sampler.state_dict(), path, dict(kind=sampler.kind, config=json.dumps(sampler.config())))
 
-def load_sampler(path) -> LatentSampler:
-    "The sampler `save_sampler` wrote to `path`."
-    from safetensors import safe_open
+def _not_a_sampler(path, why: str) -> ValueError:
+    return ValueError(f"{path} is not a sampler file the course can use ({why}); fit the samplers again (fit_samplers, or rerun the training run)")
+
+def load_sampler(path, dim: int | None = None) -> LatentSampler:
+    "The sampler `save_sampler` wrote to `path`, checked before anything is built (with `dim`: for a latent of that size)."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"no sampler file {str(path)!r}; a VAE run writes sampler_gaussian.safetensors and sampler_gmm.safetensors")
-    with safe_open(str(path), "pt") as f:
-        meta, tensors = f.metadata() or {}, {k: f.get_tensor(k) for k in f.keys()}
-    if meta.get("kind") not in SAMPLERS: raise ValueError(f"{path} is not a sampler file written by save_sampler (no known 'kind' in its metadata)")
-    s = SAMPLERS[meta["kind"]](**json.loads(meta["config"]))
-    s.load_state_dict(tensors)
+    tensors, meta = load_tensors(path, what="sampler file")
+    try: kind, cfg = meta["kind"], json.loads(meta["config"])
+    except (KeyError, ValueError): raise _not_a_sampler(path, "no kind and config in its metadata") from None
+    if kind not in SAMPLERS or not isinstance(cfg, dict) or not isinstance(cfg.get("dim"), int):
+        raise _not_a_sampler(path, f"unknown kind {kind!r} or a config without its dimension")
+    d = cfg["dim"]
+    if dim is not None and d != dim:
+        raise ValueError(f"{path} draws {d}-dimensional codes, but this model's latent has {dim}: use the sampler of the run that trained it")
+    if "mean" in tensors and tuple(tensors["mean"].shape) != (d,):      # the file's tensors must be what its config says
+        raise _not_a_sampler(path, f"its config says dim {d}, its tensors hold {tuple(tensors['mean'].shape)}")
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad: raise _not_a_sampler(path, f"non-finite values in {', '.join(bad)}")
+    try:
+        s = SAMPLERS[kind](**cfg)
+        s.load_state_dict(tensors)
+    except (TypeError, RuntimeError) as e: raise _not_a_sampler(path, str(e).splitlines()[0][:120]) from None
     return s
 
 @torch.no_grad()
@@ -236,6 +251,5 @@ def report_generation(model, train_x: torch.Tensor, valid_x: torch.Tensor, run_d
     out["nearest_note"] = "gen_*_nearest_psnr: median PSNR of each image to its nearest training image (copies score high)"
     if features is not None:
         out["gen_note"] = (f"sample metrics: {n} samples (and the {n} validation images, gen_real_*) against {len(train_x)} training "
-                           f"images in the {features if isinstance(features, str) else 'given'} feature space (chapter 09)")
+                           f"images in the {features if isinstance(features, str) else 'given'} feature space (chapter 08)")
     return out
-

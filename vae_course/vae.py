@@ -8,6 +8,7 @@ import dataclasses, math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from fastcore.basics import patch
 from .core import count_parameters, human_count, dataclass_from_dict
 from .encoder import VAEConfig, Encoder
 from .decoder import Decoder
@@ -91,21 +92,23 @@ class VAE(nn.Module):
         z = torch.randn(n, self.cfg.latent_dim, generator=generator, device=self.device) * temperature  # (n, d)
         return self.decode(z)
 
-    @torch.no_grad()
-    def interpolate(self, x1: torch.Tensor,  # (C, S, S) image or (B, C, S, S) batch
-                    x2: torch.Tensor,        # same shape as x1
-                    steps: int = 8,          # number of images from x1 to x2, both included
-                    mode: str = "linear",    # 'linear' or 'slerp'
-                   ) -> torch.Tensor:
-        "Decode codes between μ(x1) and μ(x2): (steps, C, S, S) for single images, (B, steps, C, S, S) for batches."
-        if mode not in ("linear", "slerp"): raise ValueError(f"unknown mode {mode!r}; choose 'linear' or 'slerp'")
-        single = x1.dim() == 3
-        if single: x1, x2 = x1[None], x2[None]                               # (1, C, S, S)
-        mu1, mu2 = self.encode(x1)[0], self.encode(x2)[0]                    # (B, d) each
-        t = torch.linspace(0, 1, steps, device=mu1.device)
-        z = (lerp if mode == "linear" else slerp)(mu1, mu2, t)               # (steps, B, d)
-        out = self.decode(z.flatten(0, 1)).unflatten(0, (steps, len(mu1)))   # (steps, B, C, S, S)
-        return out[:, 0] if single else out.transpose(0, 1)
+# %% ../nbs/05_vae.ipynb #533d23b3
+@patch
+@torch.no_grad()
+def interpolate(self: VAE, x1: torch.Tensor,  # (C, S, S) image or (B, C, S, S) batch
+                x2: torch.Tensor,        # same shape as x1
+                steps: int = 8,          # number of images from x1 to x2, both included
+                mode: str = "linear",    # 'linear' or 'slerp'
+               ) -> torch.Tensor:
+    "Decode codes between μ(x1) and μ(x2): (steps, C, S, S) for single images, (B, steps, C, S, S) for batches."
+    if mode not in ("linear", "slerp"): raise ValueError(f"unknown mode {mode!r}; choose 'linear' or 'slerp'")
+    single = x1.dim() == 3
+    if single: x1, x2 = x1[None], x2[None]                               # (1, C, S, S)
+    mu1, mu2 = self.encode(x1)[0], self.encode(x2)[0]                    # (B, d) each
+    t = torch.linspace(0, 1, steps, device=mu1.device)
+    z = (lerp if mode == "linear" else slerp)(mu1, mu2, t)               # (steps, B, d)
+    out = self.decode(z.flatten(0, 1)).unflatten(0, (steps, len(mu1)))   # (steps, B, C, S, S)
+    return out[:, 0] if single else out.transpose(0, 1)
 
 # %% ../nbs/05_vae.ipynb #dff0cf2f
 PRESETS = dict(

@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass, field, asdict
 import torch
 from torch import nn
+from fastcore.basics import patch
 import torch.nn.functional as F
 from .core import get_device, count_parameters, human_count, dataclass_from_dict
 
@@ -137,8 +138,9 @@ class VectorQuantizer(nn.Module):
         return z.movedim(1, -1).reshape(-1, self.code_dim) if z.ndim > 2 else z  # (B*H*W, D)
 
 # %% ../nbs/11_vq.ipynb #2d202db0
+@patch
 @torch.no_grad()
-def _init_codebook(self: VectorQuantizer,
+def init_codebook(self: VectorQuantizer,
                    method: str = "standard",                # 'standard', 'normal' or 'kmeans'
                    z: torch.Tensor | None = None,           # encoder outputs (B, D, H, W) or (N, D), for 'kmeans'
                    iters: int = 10,                         # k-means iterations
@@ -155,51 +157,51 @@ def _init_codebook(self: VectorQuantizer,
     self._set_codes(slice(None), codes.to(self.codebook.device))
     self.initted.fill_(True)
     return self
-VectorQuantizer.init_codebook = _init_codebook
 
 # %% ../nbs/11_vq.ipynb #18e848ee
+@patch
 @torch.no_grad()
 def _track_usage(self: VectorQuantizer, counts: torch.Tensor):
     "Update the moving-average usage shares and the hit counts with one batch's code counts `(K,)`."
     self.usage.mul_(self.usage_decay).add_(counts.float() / counts.sum().clamp_min(1), alpha=1 - self.usage_decay)
     self.usage_steps += 1; self.hits += counts.long()
-VectorQuantizer._track_usage = _track_usage
 
-def _avg_usage(self: VectorQuantizer) -> torch.Tensor:
+@patch(as_prop=True)
+def avg_usage(self: VectorQuantizer) -> torch.Tensor:
     "Bias-corrected moving-average share of each code `(K,)` (uniform before any training step)."
     if int(self.usage_steps) == 0: return torch.full_like(self.usage, 1.0 / self.num_codes)
     return self.usage / (1 - self.usage_decay ** int(self.usage_steps))
-VectorQuantizer.avg_usage = property(_avg_usage)
 
-def _dead_mask(self: VectorQuantizer) -> torch.Tensor:
+@patch
+def dead_mask(self: VectorQuantizer) -> torch.Tensor:
     "Codes whose moving-average share is below `dead_threshold / K`."
     return self.avg_usage < self.dead_threshold / self.num_codes
-VectorQuantizer.dead_mask = _dead_mask
 
-def _avg_perplexity(self: VectorQuantizer) -> torch.Tensor:
+@patch(as_prop=True)
+def avg_perplexity(self: VectorQuantizer) -> torch.Tensor:
     "Perplexity of the moving-average usage shares."
     return perplexity(self.avg_usage)
-VectorQuantizer.avg_perplexity = property(_avg_perplexity)
 
-def _dead_fraction(self: VectorQuantizer) -> torch.Tensor:
+@patch(as_prop=True)
+def dead_fraction(self: VectorQuantizer) -> torch.Tensor:
     "Fraction of the codebook that is dead."
     return self.dead_mask().float().mean()
-VectorQuantizer.dead_fraction = property(_dead_fraction)
 
-def _reset_stats(self: VectorQuantizer):
+@patch
+def reset_stats(self: VectorQuantizer):
     "Zero the hit counts (the usage histogram) and restart the moving-average usage."
     self.hits.zero_(); self.usage.zero_(); self.usage_steps.zero_()
-VectorQuantizer.reset_stats = _reset_stats
 
-def _codebook_stats(self: VectorQuantizer) -> dict:
+@patch
+def codebook_stats(self: VectorQuantizer) -> dict:
     "Numbers to log: moving-average perplexity, dead fraction and codes hit since `reset_stats()`."
     return dict(perplexity_avg=self.avg_perplexity.item(), dead_fraction=self.dead_fraction.item(),
                 codes_used=int((self.hits > 0).sum()))
-VectorQuantizer.codebook_stats = _codebook_stats
 
 # %% ../nbs/11_vq.ipynb #3af9e055
+@patch
 @torch.no_grad()
-def _reset_dead_codes(self: VectorQuantizer,
+def reset_dead_codes(self: VectorQuantizer,
                       z: torch.Tensor,                         # current encoder outputs (B, D, H, W) or (N, D)
                       generator: torch.Generator | None = None) -> int:
     "Re-seed dead codes from encoder outputs, preferring high-error ones; returns how many were reset."
@@ -211,10 +213,10 @@ def _reset_dead_codes(self: VectorQuantizer,
     self._set_codes(dead, flat[pick])
     self.usage[dead] = (1 - self.usage_decay ** int(self.usage_steps)) / self.num_codes  # average share 1/K
     return len(dead)
-VectorQuantizer.reset_dead_codes = _reset_dead_codes
 
 # %% ../nbs/11_vq.ipynb #3bed3c75
-def _vq_forward(self: VectorQuantizer, z: torch.Tensor  # encoder output (B, D, H, W)
+@patch
+def forward(self: VectorQuantizer, z: torch.Tensor  # encoder output (B, D, H, W)
                ) -> dict:
     "Quantize `z`: dict(quantized, indices, loss, codebook_loss, commitment_loss, perplexity)."
     B, D, H, W = z.shape
@@ -235,19 +237,18 @@ def _vq_forward(self: VectorQuantizer, z: torch.Tensor  # encoder output (B, D, 
     loss = self._vq_loss(codebook_loss, commitment_loss)
     return dict(quantized=straight_through(z, zq), indices=idx.view(B, H, W), loss=loss,  # 4. straight-through
                 codebook_loss=codebook_loss, commitment_loss=commitment_loss, perplexity=perplexity(counts))
-VectorQuantizer.forward = _vq_forward
 
+@patch
 def _vq_loss(self: VectorQuantizer, codebook_loss, commitment_loss):
     "Codebook loss + β · commitment loss (the EMA quantizer drops the first term)."
     return codebook_loss + self.beta * commitment_loss
-VectorQuantizer._vq_loss = _vq_loss
 
+@patch
 @torch.no_grad()
-def _lookup(self: VectorQuantizer, indices: torch.Tensor  # (B, H, W) code indices
+def lookup(self: VectorQuantizer, indices: torch.Tensor  # (B, H, W) code indices
            ) -> torch.Tensor:
     "Codes for a grid of indices: `(B, H, W)` -> `(B, D, H, W)`."
     return self.codebook[indices].movedim(-1, 1)  # (B, H, W, D) -> (B, D, H, W)
-VectorQuantizer.lookup = _lookup
 
 # %% ../nbs/11_vq.ipynb #427562de
 class VectorQuantizerEMA(VectorQuantizer):
@@ -391,39 +392,40 @@ class VQVAE(nn.Module):
                     perplexity=q["perplexity"], z_e=z_e)
 
 # %% ../nbs/11_vq.ipynb #21b1735f
+@patch
 @torch.no_grad()
-def _encode_indices(self: VQVAE, x: torch.Tensor) -> torch.Tensor:
+def encode_indices(self: VQVAE, x: torch.Tensor) -> torch.Tensor:
     "Images (B, C, S, S) -> code indices (B, r, r)."
     z = self.encode(x)                                                       # (B, D, r, r)
     idx, _ = nearest_code(self.quantizer._rows(z).float(), self.quantizer.codebook.float())
     return idx.view(z.shape[0], *z.shape[2:])                                # (B, r, r)
-VQVAE.encode_indices = _encode_indices
 
+@patch
 @torch.no_grad()
-def _decode_indices(self: VQVAE, indices: torch.Tensor) -> torch.Tensor:
+def decode_indices(self: VQVAE, indices: torch.Tensor) -> torch.Tensor:
     "Code indices (B, r, r) -> images (B, C, S, S)."
     return self.decode(self.quantizer.lookup(indices))
-VQVAE.decode_indices = _decode_indices
 
+@patch
 @torch.no_grad()
-def _reconstruct(self: VQVAE, x: torch.Tensor) -> torch.Tensor:
+def reconstruct(self: VQVAE, x: torch.Tensor) -> torch.Tensor:
     "Encode, quantize and decode (no statistics updated)."
     return self.decode_indices(self.encode_indices(x))
-VQVAE.reconstruct = _reconstruct
 
-def _last_layer(self: VQVAE) -> torch.Tensor:
+@patch(as_prop=True)
+def last_layer(self: VQVAE) -> torch.Tensor:
     "Weight of the decoder's last convolution, where VQ-GAN's adaptive weight compares gradients."
     return self.decoder.head.weight  # (in_ch, channels[0], 3, 3)
-VQVAE.last_layer = property(_last_layer)
 
-def _set_grad_checkpointing(self: VQVAE, on: bool):
+@patch
+def set_grad_checkpointing(self: VQVAE, on: bool):
     "Switch gradient checkpointing of the encoder and decoder blocks (they hold their own copy of the architecture)."
     for cfg in (self.cfg, self.encoder.cfg, self.decoder.cfg): cfg.grad_checkpointing = on
     return self
-VQVAE.set_grad_checkpointing = _set_grad_checkpointing
 
+@patch
 @torch.no_grad()
-def _init_codebook_from_data(self: VQVAE,
+def init_codebook(self: VQVAE,
                              batches,                            # iterable of image batches (B, C, S, S)
                              method: str = "kmeans",             # 'kmeans' (or 'standard'/'normal', no data used)
                              max_vectors: int = 20_000,          # k-means runs on at most this many encoder outputs
@@ -441,7 +443,6 @@ def _init_codebook_from_data(self: VQVAE,
         if n >= max_vectors: break
     self.quantizer.init_codebook(method, torch.cat(zs)[:max_vectors], iters=iters, generator=generator)
     return self
-VQVAE.init_codebook = _init_codebook_from_data
 
 # %% ../nbs/11_vq.ipynb #be84a933
 def plot_codebook_usage(vq: VectorQuantizer, ax=None, title: str | None = None):

@@ -8,7 +8,9 @@ import math
 from dataclasses import dataclass
 import torch
 from torch import nn
+from fastcore.basics import patch
 import torch.nn.functional as F
+from .core import fused_ok
 
 # %% auto #0
 __all__ = ['GAN_LOSSES', 'PatchDiscriminator', 'hinge_d_loss', 'hinge_g_loss', 'nonsat_d_loss', 'nonsat_g_loss', 'gan_losses',
@@ -113,7 +115,8 @@ class GANWeightSchedule:
 # %% ../nbs/12_vqgan.ipynb #2f727807
 def disc_optimizer(disc: nn.Module, lr: float = 2e-4, betas=(0.5, 0.99), weight_decay: float = 0.0):
     "Adam for the discriminator alone, with GAN betas (0.5, 0.99)."
-    return torch.optim.Adam(disc.parameters(), lr=lr, betas=betas, weight_decay=weight_decay)
+    params = list(disc.parameters())
+    return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay, fused=fused_ok(params))
 
 # %% ../nbs/12_vqgan.ipynb #be72e74a
 class VQGANLoss(nn.Module):
@@ -135,7 +138,8 @@ class VQGANLoss(nn.Module):
     def step(self): self.schedule.step()
 
 # %% ../nbs/12_vqgan.ipynb #c886ae7c
-def _generator_terms(self: VQGANLoss,
+@patch
+def generator_terms(self: VQGANLoss,
                      x: torch.Tensor,              # images (B, C, H, W)
                      out: dict,                    # the VQVAE output: recon, vq_loss, ...
                      last_layer: torch.Tensor):    # decoder's last weight (model.last_layer)
@@ -146,15 +150,26 @@ def _generator_terms(self: VQGANLoss,
     rec = self.l1 * l1 + self.lpips_weight * lp                                  # 1. reconstruction
     factor, g, w = self.schedule.value, zero, zero
     if factor > 0:                                                               # 2. adversarial, after warm-up
-        g = self.g_loss_fn(self.disc(recon))
-        if not self.adaptive: w = torch.ones(())
-        elif torch.is_grad_enabled(): w = adaptive_gan_weight(rec, g, last_layer)  # 3. balance the gradients
+        g, w = self.adversarial(rec, recon, last_layer)
+        if w is None: w = zero                                                   # no gradients: no weight to balance
     loss = rec + factor * w * g + out["vq_loss"]
     return dict(loss=loss, l1=l1.detach(), lpips=lp.detach(), g_loss=g.detach(), adaptive_weight=w,
                 gan_factor=torch.tensor(factor), vq_loss=out["vq_loss"].detach())
-VQGANLoss.generator_terms = _generator_terms
 
-def _discriminator_terms(self: VQGANLoss,
+@patch
+def adversarial(self: VQGANLoss,
+                rec: torch.Tensor,              # the reconstruction loss the GAN term is balanced against
+                recon: torch.Tensor,            # reconstructions, with their graph to the decoder
+                last_layer: torch.Tensor):      # decoder's last weight (model.last_layer)
+    "The generator's GAN loss on `recon` (D only judges: no gradient into its weights) and its weight: adaptive (None without gradients) or 1."
+    self.disc.requires_grad_(False)
+    g = self.g_loss_fn(self.disc(recon))
+    self.disc.requires_grad_(True)
+    if not self.adaptive: return g, torch.ones(())
+    return g, adaptive_gan_weight(rec, g, last_layer) if torch.is_grad_enabled() else None   # 3. balance the gradients
+
+@patch
+def discriminator_terms(self: VQGANLoss,
                          x: torch.Tensor,          # real images
                          recon: torch.Tensor):     # reconstructions (detached here)
     "Discriminator loss `d_loss` with mean logits and accuracy on real and fake."
@@ -162,7 +177,6 @@ def _discriminator_terms(self: VQGANLoss,
     acc = 0.5 * ((logits_real > 0).float().mean() + (logits_fake < 0).float().mean())
     return dict(d_loss=self.d_loss_fn(logits_real, logits_fake), logits_real=logits_real.mean().detach(),
                 logits_fake=logits_fake.mean().detach(), d_acc=acc)
-VQGANLoss.discriminator_terms = _discriminator_terms
 
 # %% ../nbs/12_vqgan.ipynb #de340b45
 def vqgan_train_step(model: nn.Module,               # a VQVAE (returns recon and vq_loss; has last_layer)
