@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install train test check-sync nbtest pytest bench readme assignments grade
+.PHONY: install train test check-sync nbtest pytest bench readme assignments grade lab
 
 $(STAMP): settings.ini setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(STAMP): settings.ini setup.py
 install: $(STAMP)  ## create .venv and install vae_course with its dev tools
 
 train: install  ## the main job: train the default VAE on OpenMoji (CPU, about five minutes)
-	$(BIN)/python -c "from vae_course.batch import run_batch; run_batch('nbs/train_vae.ipynb', '$(CURDIR)/runs/main', tiers=['cpu'], recipes=['default'], rerun=True)"
+	$(BIN)/python -c "import sys; from vae_course.batch import run_batch; run_batch('nbs/train_vae.ipynb', '$(CURDIR)/runs/main', tiers=['cpu'], recipes=['default'], rerun=True, echo=sys.stdout)"
 
 test: install check-sync nbtest pytest  ## everything CI runs
 
@@ -37,6 +37,9 @@ assignments: install  ## student versions of the exercises (nbgrader) in assignm
 grade: install  ## autograde a filled-in exercise notebook: make grade NB=assignments/release/05_vae/05_vae.ipynb
 	@test -n "$(NB)" || { echo "say which notebook: make grade NB=assignments/release/05_vae/05_vae.ipynb" >&2; exit 2; }
 	$(BIN)/python -m vae_course.assignments grade "$(NB)"
+
+lab: install  ## JupyterLab on the chapters (root, as in containers, needs --allow-root: added then)
+	$(BIN)/jupyter lab nbs/ $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 readme: install  ## README.md from nbs/index.ipynb
 	PATH=$(abspath $(BIN)):$$PATH bash .ci/readme

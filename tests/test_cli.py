@@ -87,3 +87,9 @@ def test_resume_of_a_run_saved_before_a_rename(tmp_path):
     from vae_course.cli import _saved_params
     (tmp_path / "params.yaml").write_text("name: ultra\nkl_cycle: 10\n")
     assert _saved_params(str(tmp_path)) == {"name": "ultra", "kl_cycle_period": 10}
+
+def test_make_lab_works_as_root_too():
+    "The README's JupyterLab command: as root (containers) Jupyter refuses to start without --allow-root, which make lab adds."
+    import os
+    out = subprocess.run(["make", "-n", "-o", ".venv/.installed-stamp", "lab"], cwd=ROOT, capture_output=True, text=True).stdout
+    assert "jupyter lab nbs/" in out and "--allow-root" in out

@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest, torch
 import torch.nn.functional as F
 from vae_course.recipes import load_recipe, run_recipe, build_model, build_objective, build_data, train_config
-from vae_course.reference import SEED_CARDS, seed_card_drift, seed_card_markdown
+from vae_course.reference import (SEED_CARDS, STATED, READING, NOT_STATED, seed_card_drift, seed_card_markdown, unquoted,
+                                  unlisted_parameters, reference_text)
 
 ROOT = Path(__file__).resolve().parent.parent
 quiet = lambda *a, **k: None
@@ -26,6 +27,20 @@ def test_seed_card_holds_and_readme_shows_it(name):
     "Every value a seed card states is the recipe's; the README shows the card as the library renders it."
     assert seed_card_drift(name) == []
     assert seed_card_markdown(name) in (ROOT / "README.md").read_text(), f"README's seed card of {name} is out of date"
+
+@pytest.mark.parametrize("name", list(SEED_CARDS))
+def test_seed_card_quotes_its_reference_and_shows_every_choice(name):
+    "A row marked stated quotes the reference's words; every parameter the recipe sets away from its default has a row."
+    assert unquoted(name, reference_text(name)) == []
+    assert unlisted_parameters(name) == []
+    assert {row[2] for row in SEED_CARDS[name]} <= {STATED, READING, NOT_STATED}
+    assert all(row[5] for row in SEED_CARDS[name] if row[2] != STATED), "a reading or a choice says why"
+
+def test_the_reference_copies_are_the_shared_ones():
+    "nbs/references/ is a copy of the project's shared reference systems (where this checkout has them next to it)."
+    shared = ROOT.parent / "shared" / "reference-systems"
+    if not shared.is_dir(): pytest.skip("no ../shared/reference-systems next to this checkout")
+    for f in shared.glob("*.md"): assert (ROOT / "nbs" / "references" / f.name).read_text().endswith(f.read_text().split("\n", 1)[-1])
 
 def test_pixel_art_loss_is_the_references():
     "MSE mean + 0.01 x KL mean over batch and dims - 1.0 x mean quality, as the reference computes it."
@@ -61,9 +76,11 @@ def test_monitor_a_running_run(tmp_path, capsys):
                                                       last=dict(train_loss=0.6, valid_loss=0.5), wall_time_s=90.0,
                                                       config=dict(epochs=200))))
     (run / "figures").mkdir(); (run / "figures" / "epoch_002_recon.png").write_bytes(b"png")
-    assert main(["monitor", str(run)]) == 0
+    from vae_course.core import run_lock
+    with run_lock(run): assert main(["monitor", str(run)]) == 0          # a live process holds the run's folder
     out = capsys.readouterr().out
-    assert "running, epoch 2 of 200, step 40" in out and "best valid_loss: 0.5" in out and "figures/epoch_002_recon.png" in out
+    assert ": running (pid " in out and "epoch 2 of 200, step 40" in out and "best valid_loss: 0.5" in out, out
+    assert "figures/epoch_002_recon.png" in out
 
 def test_figures_every_epochs(tmp_path):
     "celeba64 writes interpolation, temperature, reconstruction and loss figures every 5 epochs (here: every epoch)."

@@ -4,10 +4,10 @@
 
 # %% ../nbs/16_batch.ipynb #5cb4550f
 from __future__ import annotations
-import csv, difflib, itertools, json, time, traceback
+import csv, difflib, itertools, json, sys, time, traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from .core import write_json, fmt_num
+from .core import write_json, fmt_num, lock_holder, keep_previous
 
 # %% auto #0
 __all__ = ['Run', 'plan_runs', 'run_status', 'check_parameters', 'execute_run', 'run_batch', 'summary_rows', 'markdown_table',
@@ -76,14 +76,14 @@ def _short_error(e: Exception) -> str:
     ename, evalue = getattr(e, "ename", type(e).__name__), getattr(e, "evalue", str(e))
     return f"{ename}: {evalue}".strip()[:500]
 
-def execute_run(notebook, run: Run, kernel_name: str | None = None, progress: bool = False) -> Run:
-    "Execute `notebook` for `run` with papermill; record status, time, error and metrics in its folder."
+def execute_run(notebook, run: Run, kernel_name: str | None = None, progress: bool = False, echo=None) -> Run:
+    "Execute `notebook` for `run` with papermill (its printed lines also to the stream `echo`); record status, time, error and metrics."
     import papermill as pm
     run.out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     try:
         pm.execute_notebook(str(notebook), str(run.out_dir / Path(notebook).name), parameters=run.parameters,
-                            kernel_name=kernel_name, cwd=str(run.out_dir), progress_bar=progress)
+                            kernel_name=kernel_name, cwd=str(run.out_dir), progress_bar=progress, stdout_file=echo)
         run.status, run.error = "complete", ""
     except Exception as e:  # a failed run is recorded, never the end of the batch
         run.status, run.error = "failed", _short_error(e)
@@ -93,14 +93,21 @@ def execute_run(notebook, run: Run, kernel_name: str | None = None, progress: bo
     return run
 
 # %% ../nbs/16_batch.ipynb #42fd6121
-def _keep_previous(run: Run, log=print):
-    "Before a rerun: the run's old folder moves to `<name>.prev` (one kept), so no old checkpoint or log mixes into the new run."
-    if not run.out_dir.is_dir() or not any(run.out_dir.iterdir()): return
-    import shutil
-    prev = run.out_dir.with_name(run.out_dir.name + ".prev")
-    if prev.exists(): shutil.rmtree(prev)
-    run.out_dir.rename(prev)
-    log(f"{run.name}: the previous run is kept in {prev}")
+def _keep_previous(run: Run, log=print) -> bool:
+    "Before a rerun: the run's old files move to `<name>.prev` (`core.keep_previous`); a folder a live run still writes is left alone (False)."
+    holder = lock_holder(run.out_dir)
+    if holder is not None:
+        run.status, run.error = "failed", (f"run folder {str(run.out_dir)!r} is in use by {holder}: another batch or run is training "
+                                           "there; wait for it to end, or give this batch another --out")
+        return False
+    keep_previous(run.out_dir, lambda msg: log(f"{run.name}: {msg}"))
+    return True
+
+def _outcome(run: Run) -> str:
+    "What a finished run reached, and where: its steps, validation PSNR and the machine line of its metrics.json."
+    m = run.metrics
+    got = ", ".join(f"{k} {fmt_num(m[k])}" for k in ("step", "val_psnr", "train_psnr") if k in m)
+    return (f": {got}" if got else "") + (f"; on {m['machine']}" if m.get("machine") else "")
 
 def run_batch(notebook,                      # the parameterized notebook to execute
               out_dir,                       # one sub-folder per run is made here
@@ -109,8 +116,10 @@ def run_batch(notebook,                      # the parameterized notebook to exe
               parameters: dict | None = None,# extra parameters for every run
               rerun: bool = False,           # execute complete runs again
               kernel_name: str | None = None,# jupyter kernel (default: the notebook's)
-              log=print) -> list[Run]:
+              log=print,                     # where the batch's own lines go
+              echo="tty") -> list[Run]:      # a stream for the runs' progress lines ('tty': stdout when it is a terminal; None: off)
     "Execute `notebook` for every (recipe, tier); continue past failures, skip complete runs, write a summary."
+    if echo == "tty": echo = sys.stdout if sys.stdout.isatty() else None
     notebook = Path(notebook)
     if not notebook.exists(): raise FileNotFoundError(f"notebook {str(notebook)!r} not found")
     runs = plan_runs(out_dir, tiers, recipes, parameters)
@@ -122,10 +131,11 @@ def run_batch(notebook,                      # the parameterized notebook to exe
             log(f"[{i}/{len(runs)}] {run.name}: already complete, skipped"); continue
         if not rerun and "resume" in accepted and "resume" not in run.parameters:
             run.parameters["resume"] = "auto"             # a run killed half-way continues from its last checkpoint
-        if rerun: _keep_previous(run, log)
+        if rerun and not _keep_previous(run, log):
+            log(f"[{i}/{len(runs)}] {run.name}: {run.status} ({run.error})"); continue
         log(f"[{i}/{len(runs)}] {run.name}: running")
-        execute_run(notebook, run, kernel_name)
-        log(f"[{i}/{len(runs)}] {run.name}: {run.status} in {run.seconds:.0f}s" + (f" ({run.error})" if run.error else ""))
+        execute_run(notebook, run, kernel_name, echo=echo)
+        log(f"[{i}/{len(runs)}] {run.name}: {run.status} in {run.seconds:.0f}s" + (f" ({run.error})" if run.error else _outcome(run)))
     write_summary(runs, out_dir)
     failed = [r.name for r in runs if r.status == "failed"]
     if failed: log(f"{len(failed)} run(s) failed: {', '.join(failed)}; see their status.json and executed notebooks")

@@ -4,17 +4,18 @@
 
 # %% ../nbs/18_cli.ipynb #0bc0c214
 from __future__ import annotations
-import argparse, sys
+import argparse, json, math, sys, time
 from pathlib import Path
 from .hardware import TIERS
-from .core import RunLockedError, DiskFullError, fmt_num
+from .core import RunLockedError, DiskFullError, fmt_num, lock_holder, RUN_MARKERS
+from .params import read_yaml
 from .recipes import (RECIPES, PARAMS, load_recipe, validate_params, check_run_inputs, resume_checkpoint,
                                 resume_changes, run_recipe)
 from .training import RunInterrupted, NonFiniteError
 from .batch import add_batch_args, batch_cli, parse_value
 
 # %% auto #0
-__all__ = ['parse_data', 'train_params', 'tier_table', 'recipe_table', 'run_status', 'monitor', 'main']
+__all__ = ['parse_data', 'train_params', 'tier_table', 'recipe_table', 'read_metrics', 'run_status', 'monitor', 'main']
 
 # %% ../nbs/18_cli.ipynb #f08ccf2d
 def parse_data(arg: str) -> dict:
@@ -32,13 +33,17 @@ def parse_data(arg: str) -> dict:
 _FLAGS = dict(tier="tier", steps="steps", epochs="epochs", minutes="time_budget_min", size="image_size", out="out_dir",
               resume="resume", seed="seed", device="device", amp="amp", batch_size="batch_size", lr="lr", name="name")
 
-def _saved_params(resume: str) -> dict:
-    "The parameters a run saved in its folder (`params.yaml`), for `--resume` without `--recipe`."
-    import yaml
-    path = Path(resume).expanduser()
+def _saved_params(resume: str, out: str | None = None) -> dict:
+    "The parameters a run saved in its folder (`params.yaml`), for `--resume` without `--recipe` (`--resume auto`: in `--out`)."
+    if resume == "auto":
+        if not out: raise ValueError("--resume auto continues the run in --out: give --out RUN_FOLDER (or --resume RUN_FOLDER)")
+        path = Path(out).expanduser()
+        if not (path / "params.yaml").is_file(): return {}           # nothing there yet: a new run of the default recipe
+    else: path = Path(resume).expanduser()
     f = (path if path.is_dir() else path.parent) / "params.yaml"
     if not f.is_file(): raise ValueError(f"--resume {resume!r}: no params.yaml next to the checkpoint; say which recipe it ran with --recipe")
-    saved = yaml.safe_load(f.read_text())
+    saved = read_yaml(f, "params.yaml")
+    if not isinstance(saved, dict): raise ValueError(f"{f} is not a run's params.yaml (no mapping of parameters); say the recipe with --recipe")
     return {_RENAMED.get(k, k): v for k, v in saved.items()}     # runs saved before a parameter was renamed resume too
 
 _RENAMED = dict(kl_cycle="kl_cycle_period")   # old name -> new name
@@ -50,7 +55,8 @@ def train_params(a: argparse.Namespace) -> dict:
     if a.data: over.update(parse_data(a.data))
     if a.progress: over["progress"] = True
     for name, value in a.param: over[name] = parse_value(value)
-    if a.resume and not a.recipe: p = validate_params({**_saved_params(a.resume), **over})   # as saved, no presets again
+    saved = _saved_params(a.resume, a.out) if a.resume and not a.recipe else None
+    if saved: p = validate_params({**saved, **over})                  # as saved, no presets again
     else: p = load_recipe(a.recipe or "default", **over)
     check_run_inputs(p)
     ckpt = resume_checkpoint(p)
@@ -85,20 +91,46 @@ def recipe_table() -> str:
 def _ago(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
+def read_metrics(path) -> dict:
+    "A run's metrics.json as a dict, with the trainer's record under 'train'; a one-line error naming the file when it is not one."
+    path = Path(path)
+    try: m = json.loads(path.read_bytes().decode("utf-8", errors="replace"))
+    except ValueError as e:
+        raise ValueError(f"{path} is not readable JSON ({str(e)[:80]}): a run rewrites it after every epoch; wait, or remove it") from None
+    t = m.get("train", m) if isinstance(m, dict) else None
+    if not isinstance(t, dict) or not all(isinstance(t.get(k, {}), dict) for k in ("config", "last")):
+        raise ValueError(f"{path} is not a run's metrics.json (expected a mapping with the trainer's record); was it written by another program?")
+    return m
+
+def _number(v) -> float: return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else 0.0
+
+def _state(m: dict, d: Path, age: float) -> tuple[str, bool]:
+    "What the run is doing (from its phase and whether a live process holds its lock), and whether it has finished."
+    t, holder = m.get("train", m), lock_holder(d)
+    phase = t.get("phase") or ("finished" if t.get("finished") else "training")
+    if phase == "finished": return ("finished" if holder is None else f"finishing ({holder})"), holder is None
+    if holder is not None: return ("running" if phase == "training" else "writing its report") + f" ({holder})", False
+    return (f"not running: stopped or killed during {'its report' if phase == 'reporting' else 'training'} "
+            f"(resume with: vae-course train --resume {d})"), False
+
+# %% ../nbs/18_cli.ipynb #ce399f7c
 def run_status(run) -> tuple[str, bool]:
     "A few lines on a run, running or finished, from its folder; and whether it has finished."
-    import json, time
     d = Path(run).expanduser()
     if not d.is_dir(): raise FileNotFoundError(f"no run folder {str(d)!r}: give the folder a run writes into (see --out)")
     f = d / "metrics.json"
-    if not f.is_file(): return f"{d}: no metrics.json yet (a run writes it after its first epoch)", False
-    m = json.loads(f.read_text())
-    t = m.get("train", m)                                  # a finished recipe run keeps the trainer's record under 'train'
-    done, cfg = bool(t.get("finished")), t.get("config", {})
+    if not f.is_file():
+        holder, started = lock_holder(d), any((d / n).exists() for n in RUN_MARKERS)
+        if holder: return f"{d}: running ({holder}); no metrics.json yet (a run writes it after its first epoch)", False
+        if started: return (f"{d}: not running: stopped or killed before its first epoch ended (resume with: vae-course train "
+                            f"--resume {d})"), False
+        return f"{d}: no run is writing here and none has (give a run folder, see --out)", False
+    m = read_metrics(f)
+    t, age = m.get("train", m), time.time() - f.stat().st_mtime
+    state, done = _state(m, d, age)
+    cfg = t.get("config") or {}
     of = f" of {cfg['epochs']}" if cfg.get("epochs") else ""
-    age = time.time() - f.stat().st_mtime
-    state = "finished" if done else "running" + (f" (no update for {_ago(age)}: stopped?)" if age > 1800 else "")
-    lines = [f"{d}: {state}, epoch {t.get('epoch')}{of}, step {t.get('step')}, {_ago(t.get('wall_time_s') or 0)} of training, "
+    lines = [f"{d}: {state}, epoch {t.get('epoch')}{of}, step {t.get('step')}, {_ago(_number(t.get('wall_time_s')))} of training, "
              f"metrics.json written {_ago(age)} ago"]
     last = t.get("last") or {}
     shown = [k for k in ("train_loss", "valid_loss", "train_recon", "valid_recon", "valid_kl", "train_perplexity_avg") if k in last]
@@ -106,25 +138,27 @@ def run_status(run) -> tuple[str, bool]:
     if t.get("best") is not None: lines.append(f"best {t.get('monitor')}: {fmt_num(t['best'])}")
     if done and "val_psnr" in m:
         lines.append("final: " + ", ".join(f"{k} {fmt_num(m.get(k))}" for k in ("val_psnr", "val_ssim", "val_lpips", "val_mse") if k in m))
-    if "success" in m:
-        s = m["success"]
-        verdict = {True: "PASSED", False: "FAILED", None: "not decided"}[s["passed"]]
-        lines.append(f"success criteria: {verdict} (" + ", ".join(
-            f"{k} {fmt_num(r['value'])} {r['target']}: {'pass' if r['passed'] else 'fail' if r['passed'] is False else '?'}"
-            for k, r in s["criteria"].items()) + ")")
+    if isinstance(m.get("success"), dict): lines.append(_success_line(m["success"]))
     figs = sorted(d.glob("figures/*.png"), key=lambda p: p.stat().st_mtime) or sorted(d.glob("*.png"), key=lambda p: p.stat().st_mtime)
     if figs: lines.append(f"newest figure: {figs[-1].relative_to(d)}")
     ckpts = sorted(d.glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
     if ckpts: lines.append("checkpoints: " + ", ".join(p.name for p in ckpts[-3:]))
     return "\n".join(lines), done
 
+def _success_line(s: dict) -> str:
+    verdict = {True: "PASSED", False: "FAILED", None: "not decided"}.get(s.get("passed"), "not decided")
+    return f"success criteria: {verdict} (" + ", ".join(
+        f"{k} {fmt_num(r['value'])} {r['target']}: {'pass' if r['passed'] else 'fail' if r['passed'] is False else '?'}"
+        for k, r in (s.get("criteria") or {}).items()) + ")"
+
 def monitor(run, follow: float | None = None, log=print) -> int:
-    "Print `run_status` once, or every `follow` seconds until the run finishes."
-    import time
+    "Print `run_status` once, or every `follow` seconds while the run goes on; 0 when it finished or runs, 1 when nothing runs there."
     while True:
         text, done = run_status(run)
         log(text)
-        if not follow or done: return 0
+        alive = done or lock_holder(Path(run).expanduser()) is not None
+        if done or not alive: return 0 if done else 1
+        if not follow: return 0
         time.sleep(follow)
 
 # %% ../nbs/18_cli.ipynb #2adb8572
@@ -149,7 +183,7 @@ def _train_parser(t: argparse.ArgumentParser):
     t.add_argument("-p", "--param", "--parameter", dest="param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="any parameter of vae_course.recipes.PARAMS (value read as YAML)")
 
-# %% ../nbs/18_cli.ipynb #2036612d
+# %% ../nbs/18_cli.ipynb #e279bdad
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vae-course", description="Train the models of the vae_course.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -168,7 +202,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("recipes", help="print the built-in recipes")
     return p
 
-# %% ../nbs/18_cli.ipynb #8b47d8aa
+# %% ../nbs/18_cli.ipynb #c38bdb02
 def main(argv: list[str] | None = None) -> int:
     "The `vae-course` command."
     parser = _parser()
@@ -177,7 +211,10 @@ def main(argv: list[str] | None = None) -> int:
     if a.command == "recipes": print(recipe_table()); return 0
     try:
         if a.command == "batch": return batch_cli(a)
-        if a.command == "monitor": return monitor(a.run, a.follow)
+        if a.command == "monitor":
+            if a.follow is not None and not (math.isfinite(a.follow) and a.follow > 0):
+                raise ValueError(f"--follow {a.follow}: give a positive number of seconds between looks, e.g. --follow 30")
+            return monitor(a.run, a.follow)
         if a.command == "compare": return _compare(a)
         params = train_params(a)
     except (ValueError, FileNotFoundError) as e:                   # bad input: one line that says what to change
@@ -186,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _compare(a) -> int:
     from vae_course.explore import compare_runs, comparison_table
+    if a.n < 1: raise ValueError(f"-n {a.n}: compare at least one image (-n 8 is the default)")
     res = compare_runs(a.run_a, a.run_b, a.images, out=a.out, n=a.n, device=a.device)
     print(comparison_table(res)); print(f"wrote {Path(a.out) / 'comparison.png'} and comparison.json")
     return 0
@@ -198,7 +236,10 @@ def _train(params: dict) -> int:
     try: run_recipe(params)
     except RunInterrupted as e:
         return _fail(f"{e}; continue with: vae-course train --resume {Path(e.path).parent if e.path else '<run folder>'}", 128 + e.signum)
-    except DiskFullError as e: return _fail(f"error: {e.strerror}", 1)
+    except DiskFullError as e:
+        run = Path(e.filename).parent if e.filename else None
+        hint = f"; then continue with: vae-course train --resume {run}" if run and (run / "last.ckpt").is_file() else ""
+        return _fail(f"error: {e.strerror}{hint}", 1)
     except (RunLockedError, NonFiniteError, ValueError, FileNotFoundError) as e: return _fail(f"error: {e}", 1)
     return 0
 

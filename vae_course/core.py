@@ -11,13 +11,13 @@ import torch
 from torch import nn
 
 # %% auto #0
-__all__ = ['RANGES', 'get_device', 'seed_everything', 'rng_state', 'set_rng_state', 'count_parameters', 'human_count',
-           'dataclass_from_dict', 'to_numpy_image', 'temp_path', 'DiskFullError', 'atomic_target', 'write_text',
-           'write_json', 'new_run_dir', 'RunLockedError', 'run_lock', 'remove_stale_temps', 'check_range', 'to_range',
-           'to_unit', 'to01', 'uint8_to_float', 'image_grid', 'show_batch', 'save_grid', 'unwrap_model', 'evaluating',
-           'rng_kept', 'fused_ok', 'model_arch', 'check_arch', 'atomic_save', 'atomic_copy', 'save_checkpoint',
-           'read_checkpoint', 'load_checkpoint', 'save_tensors', 'load_tensors', 'export_safetensors',
-           'load_safetensors', 'fmt_num']
+__all__ = ['RUN_MARKERS', 'RANGES', 'get_device', 'seed_everything', 'rng_state', 'set_rng_state', 'count_parameters',
+           'human_count', 'dataclass_from_dict', 'to_numpy_image', 'temp_path', 'DiskFullError', 'atomic_target',
+           'write_text', 'write_json', 'new_run_dir', 'RunLockedError', 'run_lock', 'lock_holder', 'keep_previous',
+           'remove_stale_temps', 'check_range', 'to_range', 'to_unit', 'to01', 'uint8_to_float', 'image_grid',
+           'show_batch', 'save_grid', 'unwrap_model', 'evaluating', 'rng_kept', 'fused_ok', 'model_arch', 'check_arch',
+           'atomic_save', 'atomic_copy', 'save_checkpoint', 'read_checkpoint', 'load_checkpoint', 'save_tensors',
+           'load_tensors', 'export_safetensors', 'load_safetensors', 'fmt_num']
 
 # %% ../nbs/00_core.ipynb #b1c06110
 def _mps_available() -> bool:
@@ -114,7 +114,8 @@ def _disk_full(e: BaseException) -> bool:
 def _disk_full_error(path: Path) -> DiskFullError:
     free = shutil.disk_usage(path.parent).free / 2**20
     kept = f"the previous {path.name} is intact" if path.exists() else f"no {path.name} was written"
-    return DiskFullError(errno.ENOSPC, f"the disk is full ({free:.0f} MB free): could not write {path}; {kept}. Free some space, then try again")
+    return DiskFullError(errno.ENOSPC, f"the disk is full ({free:.0f} MB free): could not write {path}; {kept}. Free some space, then try again",
+                         str(path))
 
 @contextlib.contextmanager
 def atomic_target(path):
@@ -191,6 +192,35 @@ def run_lock(folder):
             with contextlib.suppress(FileNotFoundError): os.unlink(folder / ".lock")
             f.close()                                                           # closing releases the lock
 
+# %% ../nbs/00_core.ipynb #c599ecd4
+def lock_holder(folder) -> str | None:
+    "Who holds `run_lock(folder)` now ('pid N on HOST since ...'), or None when no live process does; the lock is not taken."
+    path = Path(folder) / ".lock"
+    try: f = open(path, "r")
+    except OSError: return None
+    with f:
+        try: import fcntl
+        except ImportError: return None
+        try: fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError: return f.read().strip() or "another process"
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return None
+
+# %% ../nbs/00_core.ipynb #dec5282d
+RUN_MARKERS = ("last.ckpt", "best.ckpt", "params.yaml", "metrics.json", "model.safetensors")   # files that make a folder a run's
+
+def keep_previous(folder, log=print, stay=lambda name: False) -> Path | None:
+    "Move what `folder` holds (not its `.lock`, nor names `stay` accepts) into `<folder>.prev`, replacing an older one; its path, or None."
+    folder = Path(folder)
+    moving = [p for p in folder.iterdir() if p.name != ".lock" and not stay(p.name)] if folder.is_dir() else []
+    if not moving: return None
+    prev = folder.with_name(folder.name + ".prev")
+    if prev.exists(): shutil.rmtree(prev)
+    prev.mkdir()
+    for p in moving: p.rename(prev / p.name)
+    log(f"the previous run in {folder} is kept in {prev}")
+    return prev
+
 # %% ../nbs/00_core.ipynb #3af1d960
 def remove_stale_temps(folder) -> list[Path]:
     "Delete the temporary files (`.*.tmp`) that killed saves left in `folder`; call it only while holding `run_lock(folder)`."
@@ -246,7 +276,7 @@ def save_grid(x: torch.Tensor, path, nrow: int = 8, value_range=(0, 1)) -> Path:
     with atomic_target(path) as tmp: Image.fromarray(image_grid(x, nrow, value_range)).save(tmp, format="PNG")
     return path
 
-# %% ../nbs/00_core.ipynb #5ca83013
+# %% ../nbs/00_core.ipynb #3f9b853f
 def unwrap_model(model: nn.Module) -> nn.Module:
     "The plain module inside DDP and `torch.compile` wrappers."
     while True:
@@ -271,7 +301,7 @@ def fused_ok(params) -> bool | None:
     "True when every parameter is on the CPU or a CUDA GPU, where fused Adam kernels exist (None: the default)."
     return True if params and all(p.device.type in ("cpu", "cuda") for p in params) else None
 
-# %% ../nbs/00_core.ipynb #665933f1
+# %% ../nbs/00_core.ipynb #40ceaa67
 def model_arch(model: nn.Module) -> dict:
     "What identifies an architecture: the class name and its config (if it has a dataclass `cfg`)."
     m = unwrap_model(model)
@@ -299,7 +329,7 @@ def check_arch(model: nn.Module, arch: dict, state: dict | None = None, what: st
         raise ValueError(f"this {what} was saved from another architecture ({'; '.join(problems[:6])}); "
                          f"build the model it was trained with, e.g. from the config stored in its 'arch' entry")
 
-# %% ../nbs/00_core.ipynb #0971288d
+# %% ../nbs/00_core.ipynb #0ee56285
 def atomic_save(obj, path) -> Path:
     "`torch.save(obj, path)` through a temporary file and `os.replace`, so `path` is never half-written."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
@@ -342,7 +372,7 @@ def load_checkpoint(path, model: nn.Module | None = None, map_location="cpu") ->
         unwrap_model(model).load_state_dict(ckpt["model"])
     return ckpt
 
-# %% ../nbs/00_core.ipynb #5669666a
+# %% ../nbs/00_core.ipynb #160b06f8
 def _umask() -> int:
     m = os.umask(0); os.umask(m); return m
 
@@ -381,7 +411,7 @@ def load_safetensors(model: nn.Module, path, device="cpu") -> nn.Module:
     unwrap_model(model).load_state_dict(state)
     return model
 
-# %% ../nbs/00_core.ipynb #5016cb28
+# %% ../nbs/00_core.ipynb #7adb2801
 def fmt_num(v) -> str:
     "A number for a one-line report: 4 significant digits for floats, '-' for a value not measured (None)."
     return "-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)

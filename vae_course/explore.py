@@ -45,14 +45,14 @@ def load_explorer_model(checkpoint=None,    # a run folder or .ckpt file; None t
     if not hasattr(model, "sample"):
         raise ValueError(f"{checkpoint} holds a {type(model).__name__}; the explorer needs a continuous VAE (a vector latent to move along)")
     images = OpenMoji(model.cfg.img_size, "valid", value_range=model.value_range)
-    return model, torch.stack([images[i] for i in range(len(images))]).to(model.device), run_sampler(checkpoint)
+    return model, torch.stack([images[i] for i in range(len(images))]).to(model.device), run_sampler(checkpoint, dim=model.cfg.latent_dim)
 
-def run_sampler(checkpoint, kind: str = "gaussian"):
-    "The sampler a run fitted after training (chapter 10), or None when its folder has none (runs from before samplers)."
+def run_sampler(checkpoint, kind: str = "gaussian", dim: int | None = None):
+    "The sampler a run fitted after training (chapter 10), checked to draw `dim`-sized codes; None when its folder has none (runs from before samplers)."
     from vae_course.samplers import load_sampler, sampler_path
     run = find_run(checkpoint)
     path = sampler_path(run if run.is_dir() else run.parent, kind)
-    return load_sampler(path) if path.is_file() else None
+    return load_sampler(path, dim) if path.is_file() else None
 
 # %% ../nbs/17_explore.ipynb #d583b778
 @torch.no_grad()
@@ -152,10 +152,15 @@ class LatentExplorer:
         display(self.widget)
 
 # %% ../nbs/17_explore.ipynb #b9e31458
+def _image_at(p: Path, size: int):
+    from vae_course.data import load_image
+    try: return torch.from_numpy(load_image(p, size).copy()).permute(2, 0, 1)
+    except (OSError, ValueError, SyntaxError) as e:
+        raise ValueError(f"{p} is not an image the course can read ({type(e).__name__}): give image files (png, jpg, ...) or a folder of them") from None
+
 def _images_at(paths, size: int, value_range) -> torch.Tensor:
-    from vae_course.data import load_image, to_range
-    x = torch.stack([torch.from_numpy(load_image(p, size).copy()).permute(2, 0, 1) for p in paths]).float() / 255
-    return to_range(x, value_range)
+    from vae_course.data import to_range
+    return to_range(torch.stack([_image_at(p, size) for p in paths]).float() / 255, value_range)
 
 # what a comparison shows of `recipes.evaluate`'s metrics: errors, then the latent statistics of a VAE or a VQ model
 _COMPARED = dict(val_mse="mse", val_psnr="psnr", val_ssim="ssim", val_lpips="lpips", lpips_note="lpips_note",

@@ -299,7 +299,7 @@ class EmojiFeatureNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor: return self.head(F.relu(self.features(x)))
 
-# %% ../nbs/08_metrics.ipynb #476b0e5b
+# %% ../nbs/08_metrics.ipynb #2ec00348
 def _shift_and_flip(x: torch.Tensor, g: torch.Generator, pad: int = 3) -> torch.Tensor:
     "Random horizontal flips and shifts of up to `pad` px (white border): the augmentation that keeps a drawing a drawing."
     B, _, H, W = x.shape
@@ -331,7 +331,7 @@ def _train_feature_net(images, labels, epochs, batch_size, lr, seed, log) -> Emo
         if log: log(f"feature net epoch {epoch + 1}/{epochs}: loss {loss.item():.3f}, accuracy {correct / (i + 1) / batch_size:.2f}")
     return net.eval()
 
-# %% ../nbs/08_metrics.ipynb #d9f88df1
+# %% ../nbs/08_metrics.ipynb #278aaefb
 def emoji_feature_net(cache: bool = True, log=print) -> EmojiFeatureNet:
     "The course's feature network: trained once on all ~4,400 OpenMoji emoji (one class per drawing), cached under `data/`."
     from vae_course.data import data_dir, render_openmoji, openmoji_group
@@ -360,7 +360,7 @@ def emoji_features(x: torch.Tensor, value_range=(0, 1), batch_size: int = 256) -
 
 # %% ../nbs/08_metrics.ipynb #99db1ba1
 def kid(f_real: torch.Tensor, f_fake: torch.Tensor, subset_size: int = 100, n_subsets: int = 50, seed: int = 0) -> tuple[float, float]:
-    "Kernel inception distance (Bińkowski et al. 2018): unbiased MMD² with the cubic kernel, mean and std over random subsets."
+    "Kernel inception distance (Bińkowski et al. 2018): unbiased MMD² with the cubic kernel; mean and std (ddof=0, as their code) over random subsets."
     fr, ff = f_real.double(), f_fake.double()
     m = min(subset_size, len(fr), len(ff))
     if m < 2: raise ValueError("KID needs at least 2 feature vectors per set")
@@ -373,7 +373,7 @@ def kid(f_real: torch.Tensor, f_fake: torch.Tensor, subset_size: int = 100, n_su
         off = lambda K: (K.sum() - K.diagonal().sum()) / (m * (m - 1))                  # leave out k(x, x)
         vals.append(off(kaa) + off(kbb) - 2 * k(a, b).mean())
     v = torch.stack(vals)
-    return v.mean().item(), v.std().item()
+    return v.mean().item(), v.std(correction=0).item()
 
 def _knn_radii(f: torch.Tensor, k: int) -> torch.Tensor:
     "Distance from each point to its k-th nearest neighbour in the same set (itself excluded)."

@@ -4,20 +4,20 @@
 
 # %% ../nbs/15c_recipes.ipynb #dcb32d89
 from __future__ import annotations
-import copy, json, os, re, sys, time
+import contextlib, copy, json, os, re, signal, sys, threading, time, warnings
 from datetime import datetime
 from pathlib import Path
 import torch
 import torch.distributed as dist
 from torch import nn
 from .core import (get_device, seed_everything, count_parameters, human_count, dataclass_from_dict, new_run_dir,
-                             run_lock, load_checkpoint, evaluating, fmt_num, write_text)
+                             run_lock, read_checkpoint, check_arch, evaluating, fmt_num, write_text, RUN_MARKERS, keep_previous)
 from .data import to01
-from .hardware import TrainConfig, steps_per_epoch, dist_info, init_distributed
+from .hardware import TrainConfig, steps_per_epoch, dist_info, init_distributed, machine_summary
 from .objectives import VAEObjective, VQObjective, VQGANObjective
 from .callbacks import Callback, MetricsJSONCB, ProgressCB, HeartbeatCB, TimeBudgetCB, PrintCB
-from .training import Trainer
-from .params import (PARAMS, LOCATION, RUN_TIERS, unknown_params, model_config, validate_params, check_run_inputs,
+from .training import Trainer, RunInterrupted
+from .params import (PARAMS, LOCATION, RUN_TIERS, RESUME_FREE, RESUME_LENGTH, read_yaml, unknown_params, model_config, validate_params, check_run_inputs,
                                resume_checkpoint, resume_changes)
 from .artifacts import first_images, PSNRCurveCB, LossLogCB, FiguresCB, write_artifacts
 
@@ -33,7 +33,7 @@ __all__ = ['RECIPES', 'load_recipe', 'recipe_yaml', 'write_recipe_files', 'recip
            'plot_usage', 'save_grids', 'write_artifacts', 'SUCCESS_CRITERIA', 'success_report', 'TimeBudgetCB',
            'PrintCB']
 
-# %% ../nbs/15c_recipes.ipynb #0d8a12c7
+# %% ../nbs/15c_recipes.ipynb #b9c2f733
 from .params import *
 from .artifacts import *
 _all_ = ["Param", "RUN_TIERS", "KL_SCHEDULES", "LR_SCHEDULES", "PARAMS", "LOCATION", "VAE_ONLY", "VQ_ONLY", "RESUME_FREE",
@@ -92,13 +92,16 @@ RECIPES: dict[str, dict] = dict(
 
 # %% ../nbs/15c_recipes.ipynb #4cbdb77e
 def _read_recipe_file(path) -> dict:
-    import yaml
-    path = Path(path).expanduser()
-    if not path.is_file(): raise FileNotFoundError(f"recipe file {str(path)!r} not found")
-    d = yaml.safe_load(path.read_text()) or {}
+    "The parameters of a recipe file, each value checked on its own (before any smoke preset could replace it)."
+    d = read_yaml(path, "recipe file") or {}
     if not isinstance(d, dict) or not isinstance(d.get("recipe"), dict):
         raise ValueError(f"{path} is not a recipe file: expected a mapping 'recipe:' of parameters (see nbs/recipes/*.yaml)")
-    return d["recipe"]
+    r = d["recipe"]
+    bad = set(r) - set(PARAMS) - {"smoke"}
+    if bad: raise unknown_params(bad)
+    for k, v in r.items():
+        if k != "smoke": PARAMS[k].check(k, v)
+    return r
 
 def load_recipe(recipe: str | dict | os.PathLike = "default", # a name in RECIPES, a YAML file or a dict of parameters
                 **overrides,                                  # parameters that win over the recipe, e.g. tier='high'
@@ -226,7 +229,7 @@ def build_data(p: dict, cfg: TrainConfig, value_range=(0, 1)):
         train_dl = AugmentedLoader(train_dl, value_range, p["augment_flip"], p["augment_jitter"], cfg.seed)
     return train_dl, valid_dl, train_ds, valid_ds
 
-# %% ../nbs/15c_recipes.ipynb #06369fce
+# %% ../nbs/15c_recipes.ipynb #a482592b
 def planned_steps(p: dict, train_dl, accum_steps: int = 1) -> int | None:
     "Optimiser steps a run plans: `steps`, or `epochs` × steps per epoch (the smaller of both); None when only a time budget ends it."
     per_epoch = steps_per_epoch(train_dl, accum_steps)
@@ -247,14 +250,14 @@ def scale_to_reference(p: dict, planned: int | None) -> dict:
                    f"by the same factor ({what}) so its phases keep their proportions")
     return out
 
-# %% ../nbs/15c_recipes.ipynb #868525db
+# %% ../nbs/15c_recipes.ipynb #0ef01314
 def step_checkpoints(p: dict, train_dl, accum_steps: int = 1) -> int:
     "Optimiser steps between checkpoints: `save_every_steps`, else 1000 when an epoch is longer than that, else 0 (per epoch)."
     if p["save_every_steps"] is not None: return p["save_every_steps"]
     per_epoch = steps_per_epoch(train_dl, accum_steps)
     return 1000 if per_epoch is None or per_epoch > 1000 else 0
 
-# %% ../nbs/15c_recipes.ipynb #9fa1151b
+# %% ../nbs/15c_recipes.ipynb #47d18221
 def run_device(p: dict) -> str | None:
     "The device a run asks for: `device`, else the CPU on the 'smoke' and 'cpu' tiers, else automatic (None)."
     return p["device"] or ("cpu" if p["tier"] in ("smoke", "cpu") else None)
@@ -281,7 +284,7 @@ def progress_callback(p: dict, log=print) -> Callback:
     bar = p["progress"] if p["progress"] is not None else sys.stderr.isatty()
     return ProgressCB(budget) if bar else HeartbeatCB(30.0, log, budget)
 
-# %% ../nbs/15c_recipes.ipynb #f565b91b
+# %% ../nbs/15c_recipes.ipynb #50d408e8
 def default_run_dir(p: dict) -> Path:
     "`runs/<name>_<tier>_<YYYYmmdd_HHMMSS>` (relative to the working directory)."
     return Path("runs") / f"{p['name']}_{p['tier']}_{datetime.now().strftime('%Y%m%d_%H%M%S')}"
@@ -296,7 +299,7 @@ def run_folder(p: dict, ckpt: Path | None = None) -> Path:
         box = [str(run_dir)]; dist.broadcast_object_list(box, src=0); run_dir = Path(box[0])   # one clock names the folder
     return run_dir
 
-# %% ../nbs/15c_recipes.ipynb #a02382e4
+# %% ../nbs/15c_recipes.ipynb #1b493ddf
 def run_recipe(params: dict,             # full or partial parameters (e.g. from load_recipe)
                callbacks=None,           # extra Trainer callbacks
                log=print) -> Path:
@@ -317,9 +320,11 @@ def _train_and_report(p: dict, callbacks, log) -> Path:
     run_dir, (rank, _, world) = run_folder(p, ckpt), dist_info()
     if rank != 0: return _train(p, ckpt, run_dir, callbacks, lambda *a, **k: None)   # one voice under torchrun
     with run_lock(run_dir):                                           # a second run in this folder stops here
+        if ckpt is None and any((run_dir / f).exists() for f in RUN_MARKERS):   # a new run never mixes with an older one
+            keep_previous(run_dir, log, stay=lambda name: name == "status.json" or name.endswith(".ipynb"))   # a batch's own files
         return _train(p, ckpt, run_dir, callbacks, log)
 
-# %% ../nbs/15c_recipes.ipynb #f1061bce
+# %% ../nbs/15c_recipes.ipynb #e68fc596
 def init_codebook_from_images(model, ds, n: int, seed: int = 0, log=print, max_vectors: int = 50_000):
     "k-means start of a VQ model's codebook on a random sample of the encoder outputs of the first `n` images of `ds`."
     t0, n, g = time.perf_counter(), min(n, len(ds)), torch.Generator().manual_seed(seed)
@@ -327,7 +332,7 @@ def init_codebook_from_images(model, ds, n: int, seed: int = 0, log=print, max_v
     with evaluating(model): model.init_codebook(batches, max_vectors=max_vectors, n_images=n, generator=g)
     log(f"codebook: k-means on up to {max_vectors} encoder outputs drawn from {n} training images in {time.perf_counter() - t0:.0f}s")
 
-# %% ../nbs/15c_recipes.ipynb #c721b373
+# %% ../nbs/15c_recipes.ipynb #1be74102
 def build_trainer(p: dict, run_dir, callbacks=None, log=print, resuming: bool = False) -> tuple[Trainer, dict]:
     "The `Trainer` of run `p` in `run_dir`, and the run's parts its report needs (images, curves, datasets, reference scaling)."
     cfg = train_config(p, run_dir).resolve()
@@ -349,7 +354,32 @@ def build_trainer(p: dict, run_dir, callbacks=None, log=print, resuming: bool = 
     trainer.cb(MetricsJSONCB).report_follows = True                   # 'finished' only once the report is written
     return trainer, dict(valid_x=valid_x, train_x=train_x, train_ds=train_ds, curve=curve, losses=losses, scaled=scaled)
 
-# %% ../nbs/15c_recipes.ipynb #679dc00a
+# %% ../nbs/15c_recipes.ipynb #81f18502
+def _run_identity(p: dict) -> dict:
+    "The parameters that make a run this run: all but where it runs and how long it is."
+    return {k: v for k, v in p.items() if k not in RESUME_FREE + RESUME_LENGTH}
+
+def _check_belongs(trainer: Trainer, ckpt: Path, p: dict):
+    "A checkpoint continues only the run it was saved by (checkpoints from before this check say nothing and pass)."
+    saved = (trainer.saved_meta or {}).get("params")
+    if saved is None: return
+    diff = [f"{k} {saved[k]!r} there, {v!r} here" for k, v in _run_identity(p).items() if k in saved and saved[k] != v]
+    if diff:
+        raise ValueError(f"{ckpt} belongs to another run than these parameters ({'; '.join(diff[:4])}): its folder mixes two runs; "
+                         "resume it with the parameters it was trained with, or start a new run in another folder")
+
+@contextlib.contextmanager
+def _report_signals(trainer: Trainer):
+    "During the end-of-run work, Ctrl-C or SIGTERM stop at once with the resume hint: training is saved, every file is atomic."
+    if threading.current_thread() is not threading.main_thread(): yield; return
+    def stop(signum, frame):
+        raise RunInterrupted(f"{signal.Signals(signum).name} during the end-of-run work: training is saved in "
+                             f"{trainer.run_dir / 'last.ckpt'}; resume to write the report again", trainer.run_dir / "last.ckpt", signum)
+    old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try: yield
+    finally:
+        for s, h in old.items(): signal.signal(s, h)
+
 def _describe(p: dict, t: Trainer, n_train: int) -> str:
     w = t.world_size if hasattr(t, "world_size") else dist_info()[2]
     return (f"{p['name']} ({p['tier']}): {type(t.raw_model).__name__} {human_count(count_parameters(t.raw_model))} parameters, "
@@ -363,17 +393,21 @@ def _train(p: dict, ckpt, run_dir: Path, callbacks, log) -> Path:
     log(_describe(p, trainer, len(run["train_ds"])))
     if not p["pretrained"] and (p["perceptual"] or p["lpips"]):
         log("note: pretrained=False, so the perceptual/LPIPS terms use random networks (a code-path check, not the recipe's loss)")
+    trainer.meta = dict(params=_run_identity(p))                      # saved in every checkpoint: whose run it is
     if ckpt is not None:
         trainer.load(ckpt)                                            # a checkpoint that does not fit fails here, folder untouched
+        _check_belongs(trainer, ckpt, p)
         log(f"resuming from {ckpt} at step {trainer.step}" + "".join(f"; {k} {a} -> {b}" for k, (a, b) in changed.items()))
     elif p["model"] == "vq" and p["codebook_init_images"] and trainer.raw_model.cfg.codebook_init == "kmeans":
         trainer.setup(); init_codebook_from_images(trainer.raw_model, run["train_ds"], p["codebook_init_images"], p["seed"], log)
     if dist_info()[0] == 0: write_text(run_dir / "params.yaml", yaml.safe_dump(p, sort_keys=False))
     trainer.fit()
     if not trainer.main: return run_dir
-    m = write_artifacts(trainer, p, run["valid_x"], run["train_x"], run_dir, run["curve"].curve, run["losses"].rows, run["train_ds"],
-                        extra=dict(reference_scaling=run["scaled"]) if run["scaled"] else None)
-    log(f"done in {trainer.step} steps: " + ", ".join(f"{k} {fmt_num(v)}" for k, v in m.items() if isinstance(v, float) and not k.startswith("gen_")))
+    with _report_signals(trainer):
+        m = write_artifacts(trainer, p, run["valid_x"], run["train_x"], run_dir, run["curve"].curve, run["losses"].rows, run["train_ds"],
+                            extra=dict(reference_scaling=run["scaled"]) if run["scaled"] else None)
+    log(f"done in {trainer.step} steps: " + ", ".join(f"{k} {fmt_num(v)}" for k, v in m.items() if isinstance(v, float) and not k.startswith("gen_"))
+        + f"; on {machine_summary(trainer.cfg.device, trainer.cfg.amp)}")
     if "gen_prior_recall" in m:
         log("samples, precision/recall against the training images: " + ", ".join(
             f"{k} {m[f'gen_{k}_precision']:.2f}/{m[f'gen_{k}_recall']:.2f}" for k in ("real", "prior", "gaussian", "gmm")) + " (real: unseen images)")
@@ -382,22 +416,28 @@ def _train(p: dict, ckpt, run_dir: Path, callbacks, log) -> Path:
 # %% ../nbs/15c_recipes.ipynb #a613625d
 def load_model(checkpoint,            # a run folder or a .ckpt file written by the Trainer
                device=None) -> nn.Module:
-    "The `VAE` or `VQVAE` saved in `checkpoint`, in eval mode on `device`."
+    "The `VAE` or `VQVAE` saved in `checkpoint` (a folder: its best.ckpt, else last.ckpt), in eval mode on `device`."
     path = Path(checkpoint).expanduser()
-    if path.is_dir():
-        found = [path / n for n in ("best.ckpt", "last.ckpt") if (path / n).is_file()]
-        if not found: raise FileNotFoundError(f"no best.ckpt or last.ckpt in {str(path)!r}; pass a run folder of run_recipe or a .ckpt file")
-        path = found[0]
-    if not path.is_file(): raise FileNotFoundError(f"checkpoint {str(path)!r} not found")
-    arch = load_checkpoint(path)["arch"]
-    if arch["cls"] == "VAE":
+    if not path.is_dir(): return _model_from(read_checkpoint(path), path, device)
+    found = [path / n for n in ("best.ckpt", "last.ckpt") if (path / n).is_file()]
+    if not found: raise FileNotFoundError(f"no best.ckpt or last.ckpt in {str(path)!r}; pass a run folder of run_recipe or a .ckpt file")
+    for i, f in enumerate(found):
+        try: return _model_from(read_checkpoint(f), f, device)
+        except ValueError as e:
+            if i == len(found) - 1: raise
+            warnings.warn(f"{e}; using {found[i + 1].name} instead")
+
+def _model_from(ck: dict, path: Path, device=None) -> nn.Module:
+    arch = ck["arch"]
+    if arch.get("cls") == "VAE":
         from vae_course.vae import VAE, VAEConfig
         model = VAE(dataclass_from_dict(VAEConfig, arch["config"]))
-    elif arch["cls"] == "VQVAE":
+    elif arch.get("cls") == "VQVAE":
         from vae_course.vq import VQVAE, VQVAEConfig
         model = VQVAE(dataclass_from_dict(VQVAEConfig, arch["config"]))
-    else: raise ValueError(f"{path} holds a {arch['cls']}; load_model rebuilds VAE and VQVAE models only")
-    load_checkpoint(path, model)
+    else: raise ValueError(f"{path} holds a {arch.get('cls')}; load_model rebuilds VAE and VQVAE models only")
+    check_arch(model, arch, ck["model"])
+    model.load_state_dict(ck["model"])
     return model.to(get_device(device)).eval()
 
 # %% ../nbs/15c_recipes.ipynb #1e937c36

@@ -4,150 +4,184 @@
 
 # %% ../nbs/20_reference.ipynb #e184dc83
 from __future__ import annotations
-import math
+import math, re
+from pathlib import Path
 from .core import count_parameters
-from .params import PARAMS, model_config
+from .params import PARAMS, LOCATION, model_config
+from .assignments import course_nbs
 from .recipes import load_recipe, build_model, planned_steps, scale_to_reference
 from .artifacts import SUCCESS_CRITERIA, success_report
 _all_ = ["SUCCESS_CRITERIA", "success_report", "planned_steps", "scale_to_reference"]   # defined below this chapter, shown here
 
 # %% auto #0
-__all__ = ['SEED_CARDS', 'recipe_value', 'seed_card_drift', 'seed_card_markdown', 'SUCCESS_CRITERIA', 'success_report',
-           'planned_steps', 'scale_to_reference']
+__all__ = ['STATED', 'READING', 'NOT_STATED', 'SEED_CARDS', 'recipe_value', 'seed_card_drift', 'unlisted_parameters', 'unquoted',
+           'reference_text', 'seed_card_markdown', 'SUCCESS_CRITERIA', 'success_report', 'planned_steps',
+           'scale_to_reference']
 
-# %% ../nbs/20_reference.ipynb #5620f6fa
-_CLIP = ("gradient clipping", "max norm 1.0", None, "1.0 (every run: `TrainConfig.grad_clip`)", "")
-_TIER = "the tier's: the course's hardware tiers are the pixel-art reference's table (24 GB: 64×1, 12 GB: 32×2, 8 GB: 16×4 + checkpointing)"
+# %% ../nbs/20_reference.ipynb #354b0e59
+STATED, READING, NOT_STATED = "stated", "our reading", "not stated"   # where a row's reference value comes from
+_TIER = ("the tier's: the course's hardware tiers are this reference's table (24 GB: 64×1, 12 GB: 32×2, "
+         "8 GB: 16×4 with gradient checkpointing)")
 
-SEED_CARDS: dict[str, list[tuple]] = {}   # recipe -> rows (what, reference, where, ours, why), one cell per recipe below
+SEED_CARDS: dict[str, list[tuple]] = {}   # recipe -> rows (what, the reference's words, source, where, ours, note), a cell per recipe
 
-# %% ../nbs/20_reference.ipynb #91e81808
-SEED_CARDS["pixel_art"] = [
-    ("image size", "128×128", "image_size", 128, ""),
-    ("encoder / decoder widths", "64, 128, 256, 512", "cfg.channels", [64, 128, 256, 512], ""),
-    ("latent dimension", "256", "cfg.latent_dim", 256, ""),
-    ("reconstruction loss", "`F.mse_loss(x_recon, x)`: a mean over pixels", "recon_reduction", "mean", ""),
-    ("KL", "`-0.5 * mean(1 + logvar - mu² - exp(logvar))`: a mean over batch and dimensions", "kl_reduction", "mean", ""),
-    ("KL weight", "0.01", "kl_weight", 0.01, ""),
-    ("KL schedule", "\"gradually increase the KL weight\"", "kl_schedule", "linear", ""),
-    ("KL warm-up length", "not stated", "kl_warmup", 2000, "our choice: 2,000 optimiser steps"),
-    ("quality weight", "1.0 on −mean(quality score)", "quality_weight", 1.0, ""),
-    ("quality network", "ResNet-based, trained beforehand", None, "a tiny `QualityNet` fitted on degraded copies of the training images, or `quality_checkpoint`",
-     "no pretrained quality network can be downloaded here; chapter 09 trains one the same way"),
-    ("optimiser", "Adam", "optimizer", "adam", ""),
-    ("learning rate", "1e-4", "lr", 1e-4, ""),
-    ("LR schedule", "not stated (\"start with small learning rates\")", "lr_schedule", "constant", ""),
-    ("batch", "32; 64×1, 32×2, 16×4 by GPU memory", "batch_size", None, _TIER),
-    _CLIP,
-    ("mixed precision", "on", "amp", None, "the tier's: fp16 or bf16 on a GPU, bf16 on a CPU that has it"),
-    ("TensorBoard tags", "`loss/reconstruction`, `loss/kl`, `metrics/quality`", None, "the same tags", ""),
-    ("epochs", "not stated", "epochs", 100, "our choice"),
-    ("data", "pixel art at 128 px", "resize", "nearest", "OpenMoji by default (nearest-neighbour resizing keeps hard pixel edges); your folder with data_source='folder'"),
+# %% ../nbs/20_reference.ipynb #a5e57ae9
+SEED_CARDS['pixel_art'] = [
+    ('image size', 'Input (128×128×3)', STATED, 'image_size', 128, ''),
+    ('architecture', 'Conv2d + ReLU (channels: 64)', STATED, 'preset', 'pixel_art', 'the preset: Conv(4×4, stride 2) + ReLU levels, a ConvTranspose2d decoder; kernel and stride are not stated (our choice)'),
+    ('encoder / decoder widths', "'hidden_dims': [64, 128, 256, 512]", STATED, 'cfg.channels', [64, 128, 256, 512], ''),
+    ('latent dimension', "'latent_dim': 256", STATED, 'cfg.latent_dim', 256, ''),
+    ('reconstruction loss', 'recon_loss = F.mse_loss(reconstructed, original)', STATED, 'recon_reduction', 'mean', '`F.mse_loss` averages over pixels and batch'),
+    ('KL', 'kl_loss = -0.5 * torch.mean(1 + logvar - mu.pow(2) - logvar.exp())', STATED, 'kl_reduction', 'mean', 'a mean over batch and dimensions, as the code says'),
+    ('KL weight', "'kl_weight': 0.01", STATED, 'kl_weight', 0.01, ''),
+    ('KL schedule', 'Gradually increase KL weight', STATED, 'kl_schedule', 'linear', "our reading: 'gradually' names no shape; a linear warm-up is the simplest"),
+    ('KL warm-up length', '', NOT_STATED, 'kl_warmup', 2000, 'our choice: 2,000 optimiser steps'),
+    ('quality weight', "'quality_weight': 1.0", STATED, 'quality_weight', 1.0, ''),
+    ('quality loss', 'quality_loss = -torch.mean(quality_scores)', STATED, None, '−mean(score) of a frozen `QualityNet`', ''),
+    ('quality network', 'ResNet-based backbone', STATED, None, 'a tiny `QualityNet` fitted on degraded copies of the training images, or `quality_checkpoint`', "how and on what the reference's network was trained is not stated; no pretrained quality network can be downloaded here, so chapter 09 fits one"),
+    ('optimiser', '', NOT_STATED, 'optimizer', 'adam', 'our choice: Adam'),
+    ('learning rate', "'learning_rate': 1e-4", STATED, 'lr', 0.0001, ''),
+    ('LR schedule', 'Start with small learning rates', STATED, 'lr_schedule', 'constant', 'our reading: no schedule is given; a constant small rate'),
+    ('batch', "'batch_size': 32", STATED, 'batch_size', None, _TIER),
+    ('gradient clipping', "'gradient_clip': 1.0", STATED, None, '1.0 on the global gradient norm (every run: `TrainConfig.grad_clip`)', 'our reading: what is clipped (norm or value) is not stated; we clip the norm'),
+    ('mixed precision', "'mixed_precision': True", STATED, 'amp', None, "the tier's: fp16 or bf16 on a GPU, bf16 on a CPU that has it"),
+    ('TensorBoard tags', "writer.add_scalar('loss/reconstruction', recon_loss.item(), step)", STATED, None, '`loss/reconstruction`, `loss/kl`, `metrics/quality`', ''),
+    ('epochs', '', NOT_STATED, 'epochs', 100, 'our choice'),
+    ('data', 'Handles encoding and decoding of pixel art images', STATED, 'resize', 'nearest', "OpenMoji by default (nearest-neighbour resizing keeps hard pixel edges); your folder with data_source='folder'"),
 ]
 
-# %% ../nbs/20_reference.ipynb #419c3ec1
-SEED_CARDS["ultra"] = [
-    ("image size", "256", "image_size", 256, ""),
-    ("latent dimension", "1024", "cfg.latent_dim", 1024, ""),
-    ("parameters", "~50M+", "parameters", 49.9, ""),
-    ("MSE weight", "40%", "mse", 0.4, ""), ("L1 weight", "20%", "l1", 0.2, ""),
-    ("perceptual weight", "20%", "perceptual", 0.2, ""), ("LPIPS weight", "20%", "lpips", 0.2, ""),
-    ("epochs", "200", "epochs", 200, ""),
-    ("batch", "64", "batch_size", None, "the tier's: 64 on the high tier (24 GB+); smaller GPUs accumulate (32×2, 16×4), the reference's own advice for out-of-memory"),
-    ("optimiser", "Adam with weight decay", "optimizer", "adam", ""), ("weight decay", "1e-5", "weight_decay", 1e-5, ""),
-    ("learning rate", "5e-5", "lr", 5e-5, ""),
-    ("LR schedule", "ReduceLROnPlateau", "lr_schedule", "plateau", ""), ("plateau patience", "10", "plateau_patience", 10, ""),
-    ("early stopping", "patience 20 epochs", "early_stopping", 20, ""),
-    _CLIP,
-    ("KL control", "adaptive band, on the smoothed KL, with cyclical annealing", "kl_schedule", "adaptive_cyclical", ""),
-    ("β updates", "per epoch, on the epoch's mean KL", "kl_step", "epoch", ""),
-    ("`kl_cycle_period`", "8", "kl_cycle_period", 8, ""), ("`kl_cooldown_epochs`", "2", "kl_cooldown_epochs", 2, ""),
-    ("`kl_cooldown_reduction`", "0.25", "kl_cooldown_reduction", 0.25, ""), ("`kl_beta_floor`", "5e-5", "kl_beta_floor", 5e-5, ""),
-    ("`kl_floor_growth`", "1.02 (multiplicative)", "kl_floor_growth", 1.02, ""),
-    ("KL band", "not stated", "kl_target_low", 200.0, "our choice: 200–600 nats per image (`kl_target_high`)"),
-    ("initial β", "not stated", "kl_weight", 1e-3, "our choice; the controller moves it"),
-    ("samples", "every 10 epochs, and final samples", "figures_every_epochs", 10, "in `figures/`; the final grids are `samples_*.png`"),
-    ("success criteria", "PSNR > 25 dB, LPIPS < 0.3, MSE < 0.01", None, "evaluated with pass/fail in `metrics.json` (`success`)", ""),
-    ("monitoring", "a monitor script", None, "`vae-course monitor RUN` (`--follow`)", ""),
-    ("data", "CelebA, ~200k images, 256 px", "data_source", "openmoji", "CelebA cannot be downloaded here: data_source='celeba' with your copy"),
+# %% ../nbs/20_reference.ipynb #5d95a65a
+SEED_CARDS['ultra'] = [
+    ('image size', 'Resolution: 256x256 pixels', STATED, 'image_size', 256, ''),
+    ('architecture', '', NOT_STATED, 'preset', 'ultra', 'our choice: ResNet blocks, two per level, attention at 16 px'),
+    ('channels', 'Channels: 256 (2x more than standard 128)', STATED, 'cfg.channels', [128, 256, 256, 256, 256, 256, 256], 'our reading: 256 channels from the second level down (128 at full resolution)'),
+    ('latent dimension', 'Latent Space: 1024 dimensions', STATED, 'cfg.latent_dim', 1024, ''),
+    ('parameters', 'Total Parameters: ~50M+ parameters', STATED, 'parameters', 49.9, "counted: 49.9M, just under the reference's '~50M+'; the widths above decide it"),
+    ('MSE weight', 'MSE Loss: 40% weight', STATED, 'mse', 0.4, ''),
+    ('L1 weight', 'L1 Loss: 20% weight', STATED, 'l1', 0.2, ''),
+    ('perceptual weight', 'Perceptual Loss: 20% weight', STATED, 'perceptual', 0.2, ''),
+    ('LPIPS weight', 'LPIPS Loss: 20% weight', STATED, 'lpips', 0.2, ''),
+    ('epochs', 'Epochs: 200 (extended training)', STATED, 'epochs', 200, ''),
+    ('batch', 'Batch Size: 64 (smaller for better gradient estimates)', STATED, 'batch_size', None, "the tier's: 64 on the high tier (24 GB+); smaller GPUs accumulate to 64 (32×2, 16×4): our choice, where the reference advises 'Reduce batch size to 32 or 16'"),
+    ('optimiser', 'Optimizer: Adam with weight decay (1e-5)', STATED, 'optimizer', 'adam', ''),
+    ('weight decay', 'Optimizer: Adam with weight decay (1e-5)', STATED, 'weight_decay', 1e-05, ''),
+    ('learning rate', 'Learning Rate: 0.00005', STATED, 'lr', 5e-05, ''),
+    ('LR schedule', 'Scheduler: ReduceLROnPlateau (patience=10)', STATED, 'lr_schedule', 'plateau', ''),
+    ('plateau patience', 'Scheduler: ReduceLROnPlateau (patience=10)', STATED, 'plateau_patience', 10, ''),
+    ('early stopping', 'Early Stopping: Patience 20 epochs', STATED, 'early_stopping', 20, ''),
+    ('gradient clipping', 'Gradient Clipping: Max norm 1.0', STATED, None, '1.0 (every run: `TrainConfig.grad_clip`)', ''),
+    ('KL control', 'We use adaptive KL control to maintain the KL contribution within a target band', STATED, 'kl_schedule', 'adaptive_cyclical', ''),
+    ('`kl_cycle_enabled`', '"kl_cycle_enabled": true', STATED, 'kl_schedule', 'adaptive_cyclical', "the key's name here is `kl_schedule='adaptive_cyclical'` (`kl_cycle_enabled` is accepted as an alias)"),
+    ('β updates', '', NOT_STATED, 'kl_step', 'epoch', "our reading: the cycle keys count epochs (`kl_cooldown_epochs`), so β moves once per epoch, fed the epoch's mean KL"),
+    ('what is smoothed', 'Adaptive control remains active, using smoothened KL contribution.', STATED, None, 'the epoch-mean KL, smoothed across epochs', 'our reading: we keep the KL itself (nats per image) in the band; the contribution β·KL would move with β'),
+    ('`kl_cycle_period`', '"kl_cycle_period": 8', STATED, 'kl_cycle_period', 8, ''),
+    ('`kl_cooldown_epochs`', '"kl_cooldown_epochs": 2', STATED, 'kl_cooldown_epochs', 2, ''),
+    ('`kl_cooldown_reduction`', '"kl_cooldown_reduction": 0.25', STATED, 'kl_cooldown_reduction', 0.25, ''),
+    ('`kl_beta_floor`', '"kl_beta_floor": 0.00005', STATED, 'kl_beta_floor', 5e-05, ''),
+    ('`kl_floor_growth`', '"kl_floor_growth": 1.02', STATED, 'kl_floor_growth', 1.02, 'our reading: the floor is multiplied by 1.02 once per cycle (5e-5 → 8.0e-5 over 25 cycles); per epoch, which the text does not rule out, it would reach 2.6e-3 by epoch 199'),
+    ('KL band, lower edge', '', NOT_STATED, 'kl_target_low', 200.0, 'our choice: 200 nats per image'),
+    ('KL band, upper edge', '', NOT_STATED, 'kl_target_high', 600.0, 'our choice: 600 nats per image'),
+    ('initial β', '', NOT_STATED, 'kl_weight', 0.001, 'our choice; the controller moves it'),
+    ('samples', 'Samples: Generated images every 10 epochs', STATED, 'figures_every_epochs', 10, 'in `figures/`; the final grids are `samples_*.png`'),
+    ('checkpoints', 'Checkpoints: Saved every epoch with best model tracking', STATED, None, 'every epoch (`last.ckpt`) and the best (`best.ckpt`)', ''),
+    ('success criteria', 'PSNR: >25 dB (vs ~16 dB for standard) … LPIPS: <0.3 (lower is better) … MSE: <0.01 (pixel-level accuracy)', STATED, None, 'evaluated with pass/fail in `metrics.json` (`success`)', ''),
+    ('monitoring', 'uv run test/monitor_ultra_high_quality_training.py', STATED, None, '`vae-course monitor RUN` (`--follow`)', ''),
+    ('data', 'Full CelebA: ~200K images', STATED, 'data_source', 'openmoji', "CelebA cannot be downloaded here: data_source='celeba' with your copy"),
 ]
 
-# %% ../nbs/20_reference.ipynb #f7776bf5
-SEED_CARDS["celeba64"] = [
-    ("image size", "64", "image_size", 64, ""),
-    ("latent dimension", "256", "cfg.latent_dim", 256, ""),
-    ("blocks", "ConvNormAct, SE, ResidualBottleneck with LayerScale", "cfg.block", "bottleneck", ""),
-    ("batch", "16–32 (against mode collapse)", "batch_size", 32, ""), ("accumulation", "none", "accum_steps", 1, ""),
-    ("optimiser", "Adam", "optimizer", "adam", ""), ("learning rate", "1e-4", "lr", 1e-4, ""),
-    ("reconstruction", "Σ over pixels, mean over the batch", "recon_reduction", "sum", ""),
-    ("decoder", "isotropic by default; variance-predicting optional, log-variance clamped to [−10, 10]", "learned_variance", False,
-     "selectable: learned_variance=True, nll=1.0, mse=0 (chapter 04)"),
-    ("perceptual weight", "0.1 relative to the reconstruction loss", "perceptual", 0.1, ""),
-    ("perceptual scale", "added per image, not × pixels", "perceptual_per_image", True, ""),
-    ("KL annealing", "linear warm-up", "kl_schedule", "linear", ""),
-    ("warm-up length", "`warmup_epochs`, not stated", "kl_warmup", 5000, "our choice: 5,000 steps"),
-    ("precision", "bfloat16", "amp", "bf16", ""),
-    _CLIP,
-    ("figures", "interpolation, temperature, reconstructions and losses every 5 epochs", "figures_every_epochs", 5, ""),
-    ("checkpoints", "every 10 epochs, and the best", None, "every epoch (`last.ckpt`) and the best (`best.ckpt`)", "more often: a resumed run loses at most one epoch"),
-    ("horizontal flips", "not mentioned", "augment_flip", True, "the default OpenMoji run has 1,099 training faces and overfits without them; set augment_flip=False on CelebA for the reference's setup"),
-    ("epochs", "not stated", "epochs", 50, "our choice"),
-    ("data", "CelebA, its own train/valid split", "data_source", "openmoji", "CelebA cannot be downloaded here: data_source='celeba' uses its own split"),
+# %% ../nbs/20_reference.ipynb #f6ad0909
+SEED_CARDS['celeba64'] = [
+    ('image size', '64×64 pixel images', STATED, 'image_size', 64, ''),
+    ('architecture', 'ResidualBottleneck: A bottleneck residual block', STATED, 'preset', 'celeba64', ''),
+    ('blocks', 'SE block: Squeeze-and-Excitation for channel attention', STATED, 'cfg.block', 'bottleneck', 'ConvNormAct (GroupNorm, SiLU), SE and LayerScale inside the residual bottleneck'),
+    ('latent dimension', 'fc_mu: (B, 256)', STATED, 'cfg.latent_dim', 256, ''),
+    ('batch', 'Batch size is 32 (within 16-32 range)', STATED, 'batch_size', 32, ''),
+    ('accumulation', '', NOT_STATED, 'accum_steps', 1, 'our reading: its training loop steps the optimiser after every batch'),
+    ('optimiser', 'Use the Adam optimizer with a learning rate of 1e-4', STATED, 'optimizer', 'adam', ''),
+    ('learning rate', 'Use the Adam optimizer with a learning rate of 1e-4', STATED, 'lr', 0.0001, ''),
+    ('LR schedule', '', NOT_STATED, 'lr_schedule', 'cosine', 'our choice: a cosine decay to 1% over the run'),
+    ('reconstruction', 'Sum over pixels, mean over batch', STATED, 'recon_reduction', 'sum', ''),
+    ('decoder', 'If predicting variance, clamp log_var to [-10, 10]', STATED, 'learned_variance', False, 'isotropic by default; selectable: learned_variance=True, nll=1.0, mse=0 (chapter 04)'),
+    ('perceptual weight', 'Weight of 0.1 relative to reconstruction loss', STATED, 'perceptual', 0.1, ''),
+    ('perceptual scale', '', NOT_STATED, 'perceptual_per_image', True, "our reading of '0.1 relative to reconstruction loss': the reconstruction is summed per image, so the perceptual distance is added per image, not scaled by the pixel count"),
+    ('KL annealing', 'Linear warmup: kl_weight = min(1.0, epoch / warmup_epochs)', STATED, 'kl_schedule', 'linear', ''),
+    ('warm-up length', '', NOT_STATED, 'kl_warmup', 5000, 'our choice: 5,000 steps (`warmup_epochs` is named, not given)'),
+    ('precision', 'Mixed precision (bfloat16) for memory efficiency', STATED, 'amp', 'bf16', ''),
+    ('gradient clipping', 'Gradient clipping (max_norm=1.0) for stability', STATED, None, '1.0 (every run: `TrainConfig.grad_clip`)', ''),
+    ('figures', 'Visualizations every 5 epochs', STATED, 'figures_every_epochs', 5, ''),
+    ('checkpoints', 'Checkpoint every 10 epochs + best model', STATED, None, 'every epoch (`last.ckpt`) and the best (`best.ckpt`)', 'more often: a resumed run loses at most one epoch'),
+    ('horizontal flips', '', NOT_STATED, 'augment_flip', True, "our choice: the default OpenMoji run has 1,099 training faces and overfits without them; set augment_flip=False on CelebA for the reference's setup"),
+    ('epochs', '', NOT_STATED, 'epochs', 50, 'our choice'),
+    ('data', 'Used native CelebA train/valid/test splits (not custom splits)', STATED, 'data_source', 'openmoji', "CelebA cannot be downloaded here: data_source='celeba' uses its own split"),
 ]
 
-# %% ../nbs/20_reference.ipynb #273ea00c
-SEED_CARDS["anime_vq"] = [
-    ("image size", "256", "image_size", 256, ""),
-    ("codebook size K", "1024", "cfg.num_codes", 1024, ""), ("quantizer", "EMA", "cfg.quantizer", "ema", ""),
-    ("commitment λ", "0.25", "cfg.beta", 0.25, ""),
-    ("L1 weight λ_rec", "1.0, a mean", "l1", 1.0, ""), ("L2", "optional, small", "mse", 0.0, ""),
-    ("reduction", "mean", "recon_reduction", "mean", ""),
-    ("LPIPS weight", "0.5 (VGG)", "lpips", 0.5, ""),
-    ("GAN weight", "0.1", "gan_weight", 0.1, ""), ("adaptive GAN weight", "not used", "gan_adaptive", False, ""),
-    ("GAN off for", "20k steps", "gan_start", 20_000, ""), ("GAN ramp", "20k steps, linear", "gan_ramp", 20_000, ""),
-    ("run length", "100k–200k steps", "reference_steps", 100_000,
-     "a shorter run scales `gan_start`, `gan_ramp` and `save_every_steps` by its length / 100k and says so (the OpenMoji run: ~11k steps)"),
-    ("epochs", "320–640 equivalent (10k images, batch 32)", "epochs", 320, ""),
-    ("batch", "32 (or 16 × 2)", "batch_size", 32, ""), ("accumulation", "1", "accum_steps", 1, ""),
-    ("optimiser", "Adam", "optimizer", "adam", ""), ("learning rate", "2e-4", "lr", 2e-4, ""),
-    ("Adam betas", "(0.9, 0.99)", "adam_betas", [0.9, 0.99], ""),
-    ("discriminator", "lr 2e-4, betas (0.5, 0.99)", "disc_lr", 2e-4, "its betas are (0.5, 0.99) (`VQGANObjective`)"),
-    ("LR warm-up", "linear over 2k–5k steps", "warmup_steps", 2000, ""), ("warm-up start", "1e-6", "warmup_start_lr", 1e-6, ""),
-    ("LR decay", "cosine", "lr_schedule", "cosine", ""), ("final LR", "1e-5", "min_lr", 1e-5, ""),
-    ("precision", "16-bit mixed", "amp", None, "the tier's"),
-    _CLIP,
-    ("best checkpoint", "by validation reconstruction / LPIPS", None, "by `valid_recon` (L1 + 0.5 LPIPS, no GAN terms)", ""),
-    ("periodic checkpoints", "every N steps, e.g. 10k", "save_every_steps", 10_000, ""),
-    ("horizontal flips", "p = 0.5", "augment_flip", True, ""), ("colour jitter", "light, 0.1–0.2", "augment_jitter", 0.1, ""),
-    ("codebook start", "not stated", "codebook_init_images", 5000, "k-means on a random 50k of the encoder outputs of 5,000 images (chapter 11)"),
-    ("code usage", "histogram and perplexity", None, "`codes/usage` histogram; `perplexity` (batch) and `perplexity_avg` (moving average)", ""),
-    ("code prior", "phase 3, optional", "prior_steps", 5000, ""),
-    ("FID", "in `metrics.py`", None, "Fréchet distance, KID, precision/recall of the samples (`gen_vq_*`) in the course's OpenMoji feature space",
-     "Inception weights cannot be downloaded here; `sample_metrics(..., features='inception')` is the standard FID"),
-    ("data", "~10k anime avatars", "data_source", "openmoji", "not downloadable: data_source='folder' with your avatars"),
+# %% ../nbs/20_reference.ipynb #8b83bf4e
+SEED_CARDS['anime_vq'] = [
+    ('image size', 'resolution 256×256', STATED, 'image_size', 256, ''),
+    ('model', 'VQ-VAE (optionally extendable to VQ-GAN)', STATED, 'model', 'vq', ''),
+    ('architecture', 'Backbone: ResNet-style convolutional encoder.', STATED, 'preset', 'anime256', ''),
+    ('codebook size K', 'Start with K = 1024', STATED, 'cfg.num_codes', 1024, ''),
+    ('quantizer', 'Use EMA-based vector quantization', STATED, 'cfg.quantizer', 'ema', ''),
+    ('EMA decay', 'EMA decay: ema_decay = 0.99 – 0.999', STATED, 'cfg.decay', 0.99, 'the low end of the stated range'),
+    ('EMA epsilon', 'Small epsilon for cluster size: eps = 1e-5', STATED, 'cfg.eps', 1e-05, ''),
+    ('commitment λ', 'λ_commit = 0.25 – 0.5 (start with 0.25; if codes underused, increase)', STATED, 'cfg.beta', 0.25, ''),
+    ('L1 weight λ_rec', 'λ_rec = 1.0 (base scale; others relative to this)', STATED, 'l1', 1.0, ''),
+    ('reduction', 'L_rec = mean(|x - x_recon|)', STATED, 'recon_reduction', 'mean', ''),
+    ('L2', 'Optionally mix with L2 (small weight) if optimization is noisy.', STATED, 'mse', 0.0, 'our choice: not mixed in'),
+    ('LPIPS weight', 'Start with λ_perc = 0.5', STATED, 'lpips', 0.5, 'with VGG (`Use LPIPS with a VGG-based backbone.`)'),
+    ('GAN weight', 'Start small: λ_gan = 0.1', STATED, 'gan_weight', 0.1, ''),
+    ('adaptive GAN weight', '', NOT_STATED, 'gan_adaptive', False, 'the reference gives a fixed λ_gan with a ramp and mentions no adaptive weight; we use the weight it states'),
+    ('GAN off, then ramp', 'first train with λ_gan = 0 for some steps (e.g. 20k), then linearly ramp 0 → 0.1 over another 20k steps', STATED, 'gan_start', 20000, ''),
+    ('GAN ramp', 'first train with λ_gan = 0 for some steps (e.g. 20k), then linearly ramp 0 → 0.1 over another 20k steps', STATED, 'gan_ramp', 20000, ''),
+    ('run length', '~100k – 200k optimizer steps is a good starting range', STATED, 'reference_steps', 100000, 'a shorter run scales `gan_start`, `gan_ramp` and `save_every_steps` by its length / 100k and says so (the OpenMoji run: ~11k steps)'),
+    ('epochs', 'this is ~320–640 epochs equivalent', STATED, 'epochs', 320, ''),
+    ('batch', 'Target batch_size = 32 for 256×256', STATED, 'batch_size', 32, ''),
+    ('accumulation', 'batch_size = 16 with gradient accumulation 2 steps (effective 32)', STATED, 'accum_steps', 1, "that is the reference's fallback for out-of-memory; at batch 32 none is needed"),
+    ('optimiser', 'Optimizer: Adam or AdamW.', STATED, 'optimizer', 'adam', ''),
+    ('learning rate', 'lr = 2e-4 for encoder, decoder, and quantizer.', STATED, 'lr', 0.0002, ''),
+    ('Adam betas', 'betas = (0.9, 0.99)', STATED, 'adam_betas', [0.9, 0.99], ''),
+    ('discriminator', 'lr = 2e-4, betas = (0.5, 0.99) or (0.9, 0.99)', STATED, 'disc_lr', 0.0002, 'its betas are (0.5, 0.99) (`VQGANObjective`)'),
+    ('LR warm-up', 'Linear warmup from 1e-6 to 2e-4 over first 2k – 5k steps.', STATED, 'warmup_steps', 2000, ''),
+    ('warm-up start', 'Linear warmup from 1e-6 to 2e-4 over first 2k – 5k steps.', STATED, 'warmup_start_lr', 1e-06, ''),
+    ('LR decay', 'Cosine decay from 2e-4 to 1e-5 over remaining steps', STATED, 'lr_schedule', 'cosine', ''),
+    ('final LR', 'Cosine decay from 2e-4 to 1e-5 over remaining steps', STATED, 'min_lr', 1e-05, ''),
+    ('precision', 'use precision=16 (mixed precision)', STATED, 'amp', None, "the tier's"),
+    ('gradient clipping', 'gradient_clip_val = 1.0', STATED, None, '1.0 (every run: `TrainConfig.grad_clip`)', ''),
+    ('best checkpoint', 'Best model by validation reconstruction loss and/or LPIPS.', STATED, None, 'by `valid_recon` (L1 + 0.5 LPIPS, no GAN terms)', ''),
+    ('periodic checkpoints', 'Periodic checkpoints every N steps (e.g. 10k) for inspection.', STATED, 'save_every_steps', 10000, ''),
+    ('horizontal flips', 'Horizontal flip (p=0.5).', STATED, 'augment_flip', True, ''),
+    ('colour jitter', 'Light color jitter (brightness/contrast/saturation small, e.g. 0.1–0.2).', STATED, 'augment_jitter', 0.1, ''),
+    ('codebook start', 'Use standard PyTorch initialization (e.g. Kaiming uniform) or … Run encoder on a subset (e.g. 5k images) without quantization.', STATED, 'codebook_init_images', 5000, "the reference's optional k-means start, on 5,000 images; k-means on a random 50k of their encoder outputs is our choice (chapter 11)"),
+    ('code usage', 'Code usage histogram over dataset … Per-batch and moving-average perplexity', STATED, None, '`codes/usage` histogram; `perplexity` (batch) and `perplexity_avg` (moving average)', ''),
+    ('code prior', 'Phase 3 (optional): Train an autoregressive or transformer prior over discrete codes', STATED, 'prior_steps', 5000, '5,000 steps: our choice'),
+    ('FID', 'Implement metrics in metrics.py (FID, LPIPS).', STATED, None, "Fréchet distance, KID, precision/recall of the samples (`gen_vq_*`) in the course's OpenMoji feature space", "Inception weights cannot be downloaded here; `sample_metrics(..., features='inception')` is the standard FID"),
+    ('data', '~10,000 anime avatar images', STATED, 'data_source', 'openmoji', "not downloadable: data_source='folder' with your avatars"),
 ]
 
-# %% ../nbs/20_reference.ipynb #ce5836d3
-SEED_CARDS["vanilla"] = [
-    ("image size", "256", "image_size", 256, ""),
-    ("widths", "64, 128, 256, 512, 1024", "cfg.channels", [64, 128, 256, 512, 1024], ""),
-    ("latent dimension", "256", "cfg.latent_dim", 256, ""),
-    ("parameters", "~50M", "parameters", 63.0, "counted: the architecture as described has 63.0M (the linear maps to and from the 1024×8×8 grid alone hold 50.3M); the reference's ~50M is an estimate"),
-    ("output", "tanh", "cfg.output", "tanh", ""),
-    ("reconstruction", "MSE, a mean", "recon_reduction", "mean", ""),
-    ("KL weight", "1e-4", "kl_weight", 1e-4, ""),
-    ("optimiser", "Adam", "optimizer", "adam", ""), ("learning rate", "1e-4", "lr", 1e-4, ""),
-    ("weight decay", "0", "weight_decay", 0.0, ""),
-    ("LR schedule", "exponential, γ = 0.95", "lr_schedule", "exponential", ""), ("γ", "0.95", "lr_gamma", 0.95, ""),
-    ("epochs", "200", "epochs", 200, ""),
-    ("batch", "64 per GPU", "batch_size", None, "the tier's: 64 on the high tier"),
-    _CLIP,
-    ("logging", "every 50 steps", "log_every", 50, ""),
-    ("images", "every 5,000 steps", "image_every_steps", 5000, ""),
-    ("checkpoints", "every 5,000 steps", "save_every_steps", 5000, ""),
-    ("multi-GPU", "DDP on every GPU", None, "`torchrun --nproc_per_node N -m vae_course.cli train --recipe vanilla`", ""),
-    ("comparison", "`compare_with_laq.py` (VAE against LAQ)", None, "`vae-course compare RUN_A RUN_B --images PATH`", "LAQ is not part of the course: any two course runs (a VAE and a VQ-VAE, or two VAEs)"),
-    ("data", "Something-Something v2 frames", "data_source", "openmoji", "not downloadable: data_source='video' (frames of one video stay on one side of the split)"),
+# %% ../nbs/20_reference.ipynb #4462b3b0
+SEED_CARDS['vanilla'] = [
+    ('image size', 'image_size: 256', STATED, 'image_size', 256, ''),
+    ('architecture', 'Conv2d + BN + LeakyReLU [64]', STATED, 'preset', 'vanilla', ''),
+    ('widths', 'hidden_dims: [64, 128, 256, 512, 1024]', STATED, 'cfg.channels', [64, 128, 256, 512, 1024], ''),
+    ('latent dimension', 'latent_dim: 256', STATED, 'cfg.latent_dim', 256, ''),
+    ('parameters', 'Model parameters: ~50M params', STATED, 'parameters', 63.0, "counted: the architecture as described has 63.0M (the linear maps to and from the 1024×8×8 grid alone hold 50.3M); the reference's ~50M is an estimate"),
+    ('output', 'Conv2d + Tanh', STATED, 'cfg.output', 'tanh', ''),
+    ('reconstruction', 'Reconstruction Loss = MSE(reconstructed, original)', STATED, 'recon_reduction', 'mean', 'our reading: a mean over pixels (as `F.mse_loss` takes it); the reduction is not said'),
+    ('KL weight', 'kld_weight: 0.0001', STATED, 'kl_weight', 0.0001, ''),
+    ('optimiser', '| Optimizer | AdamW | Adam |', STATED, 'optimizer', 'adam', "the vanilla VAE's column of its comparison table"),
+    ('learning rate', 'LR: 1.0e-4', STATED, 'lr', 0.0001, ''),
+    ('weight decay', 'weight_decay: 0.0', STATED, 'weight_decay', 0.0, ''),
+    ('LR schedule', 'scheduler_gamma: 0.95', STATED, 'lr_schedule', 'exponential', "our reading: the schedule's kind is not named; a γ per epoch is PyTorch's ExponentialLR, the usual partner of `scheduler_gamma`"),
+    ('γ', 'scheduler_gamma: 0.95', STATED, 'lr_gamma', 0.95, ''),
+    ('epochs', 'max_epochs: 200', STATED, 'epochs', 200, ''),
+    ('batch', 'train_batch_size: 64', STATED, 'batch_size', None, "the tier's: 64 on the high tier"),
+    ('gradient clipping', 'gradient_clip_val: 1.0', STATED, None, '1.0 (every run: `TrainConfig.grad_clip`)', ''),
+    ('logging', 'log_every_n_steps: 50', STATED, 'log_every', 50, ''),
+    ('images', 'log_images_every_n_steps: 5000', STATED, 'image_every_steps', 5000, ''),
+    ('checkpoints', 'save_every_n_steps: 5000', STATED, 'save_every_steps', 5000, ''),
+    ('multi-GPU', 'Full DistributedDataParallel (DDP) implementation', STATED, None, '`torchrun --nproc_per_node N -m vae_course.cli train --recipe vanilla`', ''),
+    ('comparison', 'compare_with_laq.py', STATED, None, '`vae-course compare RUN_A RUN_B --images PATH`', 'LAQ is not part of the course: any two course runs (a VAE and a VQ-VAE, or two VAEs)'),
+    ('data', 'SthV2 Frames', STATED, 'data_source', 'openmoji', "not downloadable: data_source='video' (frames of one video stay on one side of the split)"),
 ]
 
 # %% ../nbs/20_reference.ipynb #aa466159
@@ -169,7 +203,24 @@ def seed_card_drift(name: str) -> list[str]:
     "Rows of the seed card of `name` whose stated value is not what the recipe does (empty: the card holds)."
     p = load_recipe(name)                                            # once per card, not once per row
     return [f"{name}: {what}: the card says {where} = {ours!r}, the recipe has {_value(p, where)!r}"
-            for what, _, where, ours, _ in SEED_CARDS[name] if where is not None and not _same(_value(p, where), ours)]
+            for what, _, _, where, ours, _ in SEED_CARDS[name] if where is not None and not _same(_value(p, where), ours)]
+
+def unlisted_parameters(name: str) -> list[str]:
+    "Parameters recipe `name` sets away from their defaults that no row of its card shows."
+    p, shown = load_recipe(name), {row[3] for row in SEED_CARDS[name]}
+    return [k for k, spec in PARAMS.items() if k not in LOCATION and k != "name" and p[k] != spec.default and k not in shown]
+
+def _plain(s: str) -> str: return re.sub(r"\s+", " ", s.replace("*", "").replace("`", "")).strip()
+
+def unquoted(name: str, text: str) -> list[str]:
+    "Quotes of the card of `name` marked stated that do not stand in the reference's `text` (markdown emphasis aside)."
+    plain = _plain(text)
+    return [f"{name}: {what}: {piece!r}" for what, said, source, *_ in SEED_CARDS[name] if source == STATED
+            for piece in said.split(" … ") if _plain(piece) not in plain]
+
+def reference_text(name: str) -> str:
+    "The reference system's description of recipe `name` (`nbs/references/<name>.md`)."
+    return (Path(course_nbs()) / "references" / f"{name}.md").read_text()
 
 # %% ../nbs/20_reference.ipynb #f047e786
 def _fmt(where, v) -> str:
@@ -177,8 +228,11 @@ def _fmt(where, v) -> str:
     shown = "the tier's" if v is None else f"{v:g}" if isinstance(v, float) else str(v)
     return shown if where == "parameters" else f"`{where.removeprefix('cfg.')}` = {shown}" if not where.startswith("cfg.") else f"{shown} (preset)"
 
+def _cell(s: str) -> str: return s.replace("|", "\\|")
+
 def seed_card_markdown(name: str) -> str:
     "The seed card of recipe `name` as a markdown table."
-    rows = ["| | reference | this recipe | why they differ |", "|---|---|---|---|"]
-    rows += [f"| {what} | {ref} | {_fmt(where, ours)} | {why} |" for what, ref, where, ours, why in SEED_CARDS[name]]
+    rows = ["| | the reference | source | this recipe | note |", "|---|---|---|---|---|"]
+    rows += [f"| {what} | {_cell(f'“{said}”') if said else '—'} | {source} | {_cell(_fmt(where, ours))} | {_cell(note)} |"
+             for what, said, source, where, ours, note in SEED_CARDS[name]]
     return "\n".join(rows)

@@ -23,7 +23,7 @@ __all__ = ['SAMPLERS', 'FITTED', 'aggregate_posterior', 'gaussian_kl_to_prior', 
 def aggregate_posterior(mu: torch.Tensor, logvar: torch.Tensor) -> dict:
     "Per-dimension mean and variance of q(z) = mean over x of q(z|x): mean of μ, and Var(μ) + mean σ² (total variance)."
     mu, var = mu.flatten(1).double(), logvar.flatten(1).double().exp()
-    return dict(mean=mu.mean(0), var=mu.var(0) + var.mean(0))
+    return dict(mean=mu.mean(0), var=mu.var(0, correction=0) + var.mean(0))   # 1/N: the mixture's exact variance
 
 def gaussian_kl_to_prior(mean: torch.Tensor, cov: torch.Tensor) -> float:
     "KL(N(m, S) || N(0, I)) = ½ (tr S + m·m − d − log det S), in nats."
@@ -45,7 +45,7 @@ def marginal_kl(mu: torch.Tensor, logvar: torch.Tensor, seed: int = 0, chunk: in
     return (torch.cat(log_q) - log_p).mean().item()
 
 def elbo_decomposition(mu: torch.Tensor, logvar: torch.Tensor, seed: int = 0) -> dict:
-    "E_x KL(q(z|x) || p) = I(x; z) + KL(q(z) || p) (Hoffman & Johnson 2016), in nats per image; I(x; z) <= log N."
+    "E_x KL(q(z|x) || p) = I(x; z) + KL(q(z) || p) (Hoffman & Johnson 2016), in nats per image; the exact I(x; z) <= log N, the Monte-Carlo estimate may exceed it by its noise."
     from vae_course.kl import kl_normal
     avg = kl_normal(mu.flatten(1).double(), logvar.flatten(1).double(), "batchmean").item()
     marg = marginal_kl(mu, logvar, seed)
@@ -78,7 +78,7 @@ def _as_codes(z: torch.Tensor) -> torch.Tensor:
     return z.detach().double().cpu()
 
 class GaussianSampler(LatentSampler):
-    "z ~ N(m, S) with the mean and full covariance of the codes it was fitted on (shrunk towards a multiple of I when N < d)."
+    "z ~ N(m, S) with the mean and full covariance of the codes it was fitted on, always shrunk a little (`shrinkage`) towards a multiple of I."
     kind = "gaussian"
     def __init__(self, dim: int, shrinkage: float = 1e-3):
         super().__init__(dim)
@@ -141,7 +141,7 @@ class GMMSampler(LatentSampler):
         rest = rest - (rest @ self.basis) @ self.basis.T                                            # outside the basis only
         return (self.mean + y @ self.basis.T + rest).float()
 
-# %% ../nbs/10_samplers.ipynb #084f2c36
+# %% ../nbs/10_samplers.ipynb #558ed4df
 @patch
 def fit(self: GMMSampler, z: torch.Tensor) -> GMMSampler:
     "Fit the principal basis, the isotropic rest and the mixture (k-means++ start, then EM); fitting again starts afresh."
