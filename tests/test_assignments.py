@@ -19,6 +19,8 @@ def stub_exercise(nb: dict, exercise: str) -> dict:
     return nb
 
 PARTIAL = ("02_blocks", "12_vqgan")          # chapters graded once more with their first exercise stubbed (fast ones)
+GRADED = ("02_blocks", "06_kl", "12_vqgan")   # graded through nbgrader here; tests/test_exercises.py grades every exercise's
+                                              # cell in-process (released stub 0, the chapter's solution full, mistakes 0)
 
 def _autograde_in_background(course: Path, calls: list) -> subprocess.Popen:
     "The grading process, with a PATH that lacks this environment's bin/ (as when the venv is not activated)."
@@ -39,6 +41,7 @@ def graded(tmp_path_factory):
         calls = []
         for ch, st in zip(group, release(course, [c.stem for c in group])):
             course_of[ch.stem], students[ch.stem] = course, st
+            if ch.stem not in GRADED: continue
             # a learner submits the released notebook filled in: the chapter without its slow (nbdev-only) cells
             subs = {"released": json.loads(st.read_text()), "complete": assignment_source(ch)}
             if ch.stem in PARTIAL: subs["one_stubbed"] = stub_exercise(assignment_source(ch), exercises(ch)[0]["exercise"])
@@ -71,14 +74,14 @@ def test_student_versions_hold_stubs_and_no_solutions(graded):
 
 def test_released_versions_score_zero_on_every_exercise(graded):
     course_of, chapters, _ = graded
-    for ch in chapters:
+    for ch in (c for c in chapters if c.stem in GRADED):
         rows = _scores(course_of[ch.stem], ch.stem, "released")
         assert [r["exercise"] for r in rows] == [e["exercise"] for e in exercises(ch)]
         assert all(r["score"] == 0 for r in rows), (ch.stem, rows)
 
 def test_complete_chapters_score_full_marks(graded):
     course_of, chapters, _ = graded
-    for ch in chapters:
+    for ch in (c for c in chapters if c.stem in GRADED):
         rows = _scores(course_of[ch.stem], ch.stem, "complete")
         assert all(r["score"] == r["points"] > 0 for r in rows), (ch.stem, rows)
 

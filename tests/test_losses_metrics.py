@@ -353,6 +353,8 @@ def test_feature_network_is_made_when_missing(tmp_path, monkeypatch):
     monkeypatch.setenv("VAE_COURSE_DATA", str(tmp_path))
     shutil.copy(rendered, tmp_path)
     monkeypatch.setattr(M, "_FEATURE_NETS", {})
+    from functools import partial
+    monkeypatch.setattr(M, "train_feature_net", partial(M.train_feature_net, epochs=1))   # the path, not the quality: one epoch
     with torch.no_grad(): f = M.emoji_features(torch.rand(3, 3, 64, 64))
     assert f.shape == (3, 128) and (tmp_path / f"emoji_features_v{M.FEATURE_VERSION}.safetensors").is_file()
     again = M.emoji_feature_net(log=None)                                          # loaded from the cache, no training

@@ -4,11 +4,43 @@
 
 # %% ../nbs/19_assignments.ipynb #3429cc18
 from __future__ import annotations
-import argparse, json, re, subprocess, sys
+import argparse, hashlib, importlib, inspect, json, re, shutil, subprocess, sys, types
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['course_nbs', 'exercises', 'exercise_chapters', 'assignment_source', 'release', 'grade', 'score_table', 'main']
+__all__ = ['genuine_checks', 'own_work', 'course_nbs', 'exercises', 'exercise_chapters', 'assignment_source', 'release', 'grade',
+           'feedback_of', 'score_table', 'main']
+
+# %% ../nbs/19_assignments.ipynb #4b313359
+def genuine_checks() -> tuple:
+    "fastcore's `test_eq`, `test_close` and `test_fail` as they ship, whatever a solution cell rebound or patched."
+    import fastcore.test
+    ft = importlib.reload(fastcore.test)
+    return ft.test_eq, ft.test_close, ft.test_fail
+
+def _functions(obj) -> list:
+    "The plain functions behind `obj`: itself, or every method of a class (unwrapped from decorators)."
+    items = vars(obj).values() if isinstance(obj, type) else [obj]
+    fns = [inspect.unwrap(getattr(v, "__func__", v)) for v in items if callable(getattr(v, "__func__", v))]
+    return [f for f in fns if hasattr(f, "__code__")]
+
+def _names(code) -> set:
+    "Every global or attribute name a code object refers to, its nested functions and comprehensions included."
+    return set(code.co_names).union(*(_names(c) for c in code.co_consts if isinstance(c, types.CodeType)))
+
+def own_work(obj, reference: str):
+    "Fail when the learner's `obj` is, subclasses or calls the library's `reference` ('vae_course.kl.kl_normal')."
+    mod_name, name = reference.rsplit(".", 1)
+    ref = getattr(importlib.import_module(mod_name), name)
+    bad = AssertionError(f"{getattr(obj, '__name__', obj)} uses the library's own {reference}: the exercise is yours to write "
+                         "(it scores 0 this way)")
+    if obj is ref or (isinstance(obj, type) and isinstance(ref, type) and issubclass(obj, ref)): raise bad
+    for fn in _functions(obj):
+        names = _names(fn.__code__)
+        for n in names:
+            v = fn.__globals__.get(n)
+            if v is ref or (isinstance(v, types.ModuleType) and v.__name__.startswith("vae_course") and name in names): raise bad
+        if name in names and any(n.startswith("vae_course") for n in names): raise bad          # imported inside the function
 
 # %% ../nbs/19_assignments.ipynb #d2b6e026
 def course_nbs() -> Path:
@@ -42,13 +74,19 @@ def assignment_source(nb) -> dict:
     d["metadata"]["kernelspec"] = dict(name="python3", display_name="Python 3", language="python")
     return d
 
+_CONFIG = """# The course's nbgrader settings. Copy this file with source/ (and nbs/references if you quote them) into your course.
+import os
+c = get_config()
+c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))   # this folder, wherever it is copied
+c.CourseDirectory.course_id = "vae_course"
+# a cell that trains a model can leave the kernel's output late on a busy machine;
+# nbgrader's 4 s wait for it would then fail a correct submission
+c.Execute.iopub_timeout = 120
+"""
+
 def _config(course: Path) -> Path:
     course.mkdir(parents=True, exist_ok=True)
-    (course / "nbgrader_config.py").write_text(f"c = get_config()\nc.CourseDirectory.root = {str(course)!r}\n"
-                                               "c.CourseDirectory.course_id = 'vae_course'\n"
-                                               # a cell that trains a model can leave the kernel's output late on a busy
-                                               # machine; nbgrader's 4 s wait for it then fails a correct submission
-                                               "c.Execute.iopub_timeout = 120\n")
+    (course / "nbgrader_config.py").write_text(_CONFIG)
     return course
 
 # %% ../nbs/19_assignments.ipynb #eb6ae7d1
@@ -81,8 +119,23 @@ def release(course="assignments",    # the nbgrader course folder (made if missi
                                                                    f"{', '.join(f.stem for f in exercise_chapters(nbs))}")
         src = course / "source" / nb.stem / nb.name; src.parent.mkdir(parents=True, exist_ok=True)
         src.write_text(json.dumps(assignment_source(nb), indent=1))
+    released = [course / "release" / nb.stem / nb.name for nb in todo]
+    edited = {p: p.read_bytes() for p in released if p.is_file() and _digest(p) != _fingerprints(course).get(_key(course, p))}
     _nbgrader(course, [("generate_assignment", [nb.stem]) for nb in todo])
-    return [course / "release" / nb.stem / nb.name for nb in todo]
+    prints = _fingerprints(course)
+    for p in released:
+        prints[_key(course, p)] = _digest(p)                          # what a fresh student version looks like
+        if p in edited:                                               # a learner's work: put it back, the new version beside it
+            fresh = p.with_name(f"{p.stem}.fresh.ipynb"); fresh.write_bytes(p.read_bytes()); p.write_bytes(edited[p])
+            print(f"kept your edited {p}; the new student version is {fresh.name} next to it", file=sys.stderr)
+    (course / "release" / ".fingerprints.json").write_text(json.dumps(prints, indent=1))
+    return released
+
+def _digest(p: Path) -> str: return hashlib.sha1(p.read_bytes()).hexdigest()
+def _key(course: Path, p: Path) -> str: return str(p.relative_to(course))
+def _fingerprints(course: Path) -> dict:
+    f = course / "release" / ".fingerprints.json"
+    return json.loads(f.read_text()) if f.is_file() else {}
 
 # %% ../nbs/19_assignments.ipynb #89e30953
 def _scores(course: Path, assignment: str, student: str) -> list[dict]:
@@ -102,8 +155,13 @@ def grade(notebook,                 # a filled-in student version (or any copy) 
     if not (course / "source" / assignment / notebook.name).is_file(): release(course, [assignment], nbs)
     sub = course / "submitted" / student / assignment / notebook.name
     sub.parent.mkdir(parents=True, exist_ok=True); sub.write_text(notebook.read_text())
-    _nbgrader(course, [("autograde", [assignment, student])])
+    _nbgrader(course, [("autograde", [assignment, student]), ("generate_feedback", [assignment, student])])
     return _scores(course, assignment, student)
+
+def feedback_of(course, notebook, student: str = "learner") -> tuple[Path, Path]:
+    "Where a graded notebook's feedback (HTML) and autograded copy (with every check's traceback) are."
+    course, nb = Path(course).resolve(), Path(notebook)
+    return (course / "feedback" / student / nb.stem / f"{nb.stem}.html", course / "autograded" / student / nb.stem / nb.name)
 
 def score_table(rows: list[dict]) -> str:
     "Scores as text: one line per exercise and the total."
@@ -124,7 +182,12 @@ def main(argv=None) -> int:
     try:
         if a.command == "release":
             for path in release(a.course, a.chapters or None): print(path)
-        else: print(score_table(grade(a.notebook, a.course, a.student)))
+        else:
+            rows = grade(a.notebook, a.course, a.student)
+            html, graded = feedback_of(a.course, a.notebook, a.student)
+            print(score_table(rows))
+            if any(r["score"] < r["points"] for r in rows):
+                print(f"what failed, check by check: {html} (open it in a browser); the graded notebook with each traceback: {graded}")
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"{ap.prog} {a.command}: error: {str(e).splitlines()[0]}", file=sys.stderr); return 2
     return 0

@@ -15,9 +15,9 @@ __all__ = ['RUN_MARKERS', 'RANGES', 'get_device', 'seed_everything', 'rng_state'
            'human_count', 'dataclass_from_dict', 'to_numpy_image', 'temp_path', 'DiskFullError', 'atomic_target',
            'write_text', 'write_json', 'new_run_dir', 'RunLockedError', 'run_lock', 'lock_holder', 'keep_previous',
            'remove_stale_temps', 'check_range', 'to_range', 'to_unit', 'to01', 'uint8_to_float', 'image_grid',
-           'show_batch', 'save_grid', 'unwrap_model', 'evaluating', 'rng_kept', 'fused_ok', 'model_arch', 'check_arch',
-           'atomic_save', 'atomic_copy', 'save_checkpoint', 'read_checkpoint', 'load_checkpoint', 'save_tensors',
-           'load_tensors', 'export_safetensors', 'load_safetensors', 'fmt_num']
+           'show_batch', 'save_grid', 'show_rows', 'unwrap_model', 'evaluating', 'rng_kept', 'fused_ok', 'model_arch',
+           'check_arch', 'atomic_save', 'atomic_copy', 'save_checkpoint', 'read_checkpoint', 'load_checkpoint',
+           'save_tensors', 'load_tensors', 'export_safetensors', 'load_safetensors', 'fmt_num']
 
 # %% ../nbs/00_core.ipynb #b1c06110
 def _mps_available() -> bool:
@@ -275,6 +275,20 @@ def save_grid(x: torch.Tensor, path, nrow: int = 8, value_range=(0, 1)) -> Path:
     from PIL import Image
     with atomic_target(path) as tmp: Image.fromarray(image_grid(x, nrow, value_range)).save(tmp, format="PNG")
     return path
+
+# %% ../nbs/00_core.ipynb #715ee1d6
+def show_rows(rows: dict, value_range=(0, 1), title: str | None = None, size: float = 0.9):
+    "One labelled row of images per entry of `rows` ({label: (n, C, H, W)}), each image about `size` inches wide."
+    import matplotlib.pyplot as plt
+    n = max(len(x) for x in rows.values())
+    fig, axs = plt.subplots(len(rows), 1, figsize=(size * n + 1.5, size * len(rows) + (0.4 if title else 0.1)), squeeze=False)
+    for ax, (label, x) in zip(axs[:, 0], rows.items()):
+        ax.imshow(image_grid(x, nrow=n, value_range=value_range)); ax.set_xticks([]); ax.set_yticks([])
+        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+        for s in ax.spines.values(): s.set_visible(False)
+    if title: fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
 
 # %% ../nbs/00_core.ipynb #3f9b853f
 def unwrap_model(model: nn.Module) -> nn.Module:

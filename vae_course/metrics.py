@@ -299,7 +299,7 @@ class EmojiFeatureNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor: return self.head(F.relu(self.features(x)))
 
-# %% ../nbs/08_metrics.ipynb #2ec00348
+# %% ../nbs/08_metrics.ipynb #e553ccdf
 def _shift_and_flip(x: torch.Tensor, g: torch.Generator, pad: int = 3) -> torch.Tensor:
     "Random horizontal flips and shifts of up to `pad` px (white border): the augmentation that keeps a drawing a drawing."
     B, _, H, W = x.shape
@@ -331,7 +331,7 @@ def _train_feature_net(images, labels, epochs, batch_size, lr, seed, log) -> Emo
         if log: log(f"feature net epoch {epoch + 1}/{epochs}: loss {loss.item():.3f}, accuracy {correct / (i + 1) / batch_size:.2f}")
     return net.eval()
 
-# %% ../nbs/08_metrics.ipynb #278aaefb
+# %% ../nbs/08_metrics.ipynb #837ac9bd
 def emoji_feature_net(cache: bool = True, log=print) -> EmojiFeatureNet:
     "The course's feature network: trained once on all ~4,400 OpenMoji emoji (one class per drawing), cached under `data/`."
     from vae_course.data import data_dir, render_openmoji, openmoji_group

@@ -92,7 +92,7 @@ class VAE(nn.Module):
         z = torch.randn(n, self.cfg.latent_dim, generator=generator, device=self.device) * temperature  # (n, d)
         return self.decode(z)
 
-# %% ../nbs/05_vae.ipynb #533d23b3
+# %% ../nbs/05_vae.ipynb #8a47539e
 @patch
 @torch.no_grad()
 def interpolate(self: VAE, x1: torch.Tensor,  # (C, S, S) image or (B, C, S, S) batch

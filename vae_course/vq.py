@@ -35,7 +35,7 @@ def nearest_code(x: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor,
 def straight_through(z: torch.Tensor,  # encoder output, receives the gradient
                      zq: torch.Tensor  # quantized value, used in the forward pass
                     ) -> torch.Tensor:
-    "Straight-through estimator `z + (zq - z).detach()` (van den Oord et al. 2017, https://arxiv.org/abs/1711.00937): value `zq`, gradient copied to `z`."
+    "Straight-through estimator (van den Oord et al. 2017, https://arxiv.org/abs/1711.00937): value `zq`, gradient copied to `z`."
     ### BEGIN SOLUTION
     return z + (zq - z).detach()
     ### END SOLUTION
