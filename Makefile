@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install train test check-sync nbtest pytest bench readme assignments grade lab
+.PHONY: install train test check-sync features nbtest pytest bench readme assignments grade lab
 
 $(STAMP): settings.ini setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,11 +22,14 @@ test: install check-sync nbtest pytest  ## everything CI runs
 check-sync: install  ## notebooks clean and the library exactly what they export
 	PATH=$(abspath $(BIN)):$$PATH bash .ci/check-sync
 
-nbtest: install
+features: install  ## the course's feature network for sample metrics (trained once, cached in data/), before tests share it
+	$(BIN)/python -c "from vae_course.metrics import emoji_feature_net; emoji_feature_net()"
+
+nbtest: install features
 	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2 --timing
 
-pytest: install
-	$(BIN)/python -m pytest -q tests
+pytest: install features
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadscope --durations=15 tests   # two workers, a test module each
 
 bench: install  ## training speed and memory per recipe and tier on this device
 	$(BIN)/python bench/train_speed.py
