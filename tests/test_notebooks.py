@@ -49,10 +49,10 @@ def test_batch_over_two_tiers(tmp_path):
                       parameters=dict(steps=3, image_size=32, batch_size=8, time_budget_min=1.0, pretrained=False), log=lambda *a: None)
     assert [r.status for r in again] == ["skipped", "skipped"]
 
-def test_explorer_widgets_respond(tmp_path):
-    "The latent explorer over a model trained by run_recipe: moving each control changes the picture it drives."
+def test_explorer_widgets_respond(shared_run):
+    "The latent explorer over a run's model (a shared smoke run; chapter 17 trains its own): moving each control changes the picture it drives."
     from vae_course.explore import load_explorer_model, LatentExplorer
-    model, images, sampler = load_explorer_model(None, steps=60, out_dir=tmp_path / "tiny")
+    model, images, sampler = load_explorer_model(shared_run("default", 3)[0])
     assert sampler is not None, "a run saves its fitted Gaussian, and the explorer finds it"
     ex = LatentExplorer(model, images[:16], k=3, sampler=sampler)
     for control, value, view in [(ex.b, 7, "interp_view"), (ex.mode, "slerp", "interp_view"),
@@ -61,10 +61,7 @@ def test_explorer_widgets_respond(tmp_path):
         before = bytes(getattr(ex, view).value)
         control.value = value
         assert bytes(getattr(ex, view).value) != before, (control.description, view)
-    with pytest.raises(ValueError, match="needs a continuous VAE"):
-        from vae_course.recipes import load_recipe, run_recipe
-        run = run_recipe(load_recipe("anime_vq", tier="smoke", steps=1, out_dir=str(tmp_path / "vq")), log=lambda *a: None)
-        load_explorer_model(run)
+    with pytest.raises(ValueError, match="needs a continuous VAE"): load_explorer_model(shared_run("anime_vq", 4)[0])
 
 NOTEBOOKS = sorted(p.name for p in (ROOT / "nbs").glob("*.ipynb"))
 

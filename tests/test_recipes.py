@@ -16,12 +16,12 @@ def _threads():
     n = torch.get_num_threads(); torch.set_num_threads(2); yield; torch.set_num_threads(n)
 
 @pytest.mark.parametrize("name", list(RECIPES))
-def test_smoke_run_of_every_recipe(name, tmp_path):
+def test_smoke_run_of_every_recipe(name, shared_run):
     "Each recipe, shrunk by its 'smoke' entry, trains a few steps on OpenMoji and leaves every artifact."
     steps = 4 if name == "anime_vq" else 3                       # anime_vq: the GAN term switches on at step 2
-    p = load_recipe(name, tier="smoke", steps=steps, out_dir=str(tmp_path / name))
+    p = load_recipe(name, tier="smoke", steps=steps)
     assert p["pretrained"] is False and p["data_source"] == "openmoji"
-    run = run_recipe(p, log=lambda *a: None)
+    run, _ = shared_run(name, steps)
     names = {f.name for f in run.iterdir()}
     missing = [f for f in COMMON if f not in names]
     assert not missing, f"{name}: missing artifacts {missing}"
@@ -118,10 +118,10 @@ def test_missing_lpips_weights_are_reported_not_replaced(monkeypatch):
         out = evaluate(build_vae("tiny", img_size=32), torch.rand(4, 3, 32, 32), pretrained=True)
     assert out["val_lpips"] is None and out["lpips_pretrained"] is False and "copy alexnet" in out["lpips_note"]
 
-def test_train_and_valid_psnr_side_by_side(tmp_path):
+def test_train_and_valid_psnr_side_by_side(shared_run):
     "metrics.json, the PSNR curve (csv and figure) and TensorBoard carry training PSNR next to validation PSNR, and TensorBoard the final metrics."
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    run = run_recipe(load_recipe("default", tier="smoke", steps=3, out_dir=str(tmp_path / "r")), log=lambda *a: None)
+    run, _ = shared_run("default", 3)
     m = json.loads((run / "metrics.json").read_text())
     assert isinstance(m["train_psnr"], float) and isinstance(m["val_psnr"], float)
     assert all("train_psnr" in row for row in m["psnr_curve"])
@@ -132,10 +132,10 @@ def test_train_and_valid_psnr_side_by_side(tmp_path):
     assert "loss/reconstruction" in tags and "train/mse" not in tags, "one reconstruction term: one curve, not two"
     assert {"loss/kl", "opt/beta"} <= tags, "the reference systems' TensorBoard names"
 
-def test_saved_sampler_draws_what_the_run_drew(tmp_path):
+def test_saved_sampler_draws_what_the_run_drew(shared_run):
     "A run's fitted samplers load back from safetensors (no pickle) and decode the same images as the run's own fit."
     from vae_course.samplers import load_sampler, sampler_path, decode_samples
-    run = run_recipe(load_recipe("default", tier="smoke", steps=3, out_dir=str(tmp_path / "r")), log=lambda *a: None)
+    run, _ = shared_run("default", 3)
     model = load_model(run)
     for kind in ("gaussian", "gmm"):
         s = load_sampler(sampler_path(run, kind))

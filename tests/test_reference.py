@@ -56,10 +56,10 @@ def test_pixel_art_loss_is_the_references():
     torch.testing.assert_close(t["kl"], -0.5 * torch.mean(1 + logvar - mu.pow(2) - logvar.exp()))
     torch.testing.assert_close(t["loss"], t["recon"] + obj.beta.value * t["kl"] - 1.0 * t["quality"])
 
-def test_ultra_reports_success_criteria_and_monitor_shows_them(tmp_path, capsys):
+def test_ultra_reports_success_criteria_and_monitor_shows_them(shared_run, capsys):
     "An ultra run writes the reference's success criteria with pass/fail; `vae-course monitor` prints them."
     from vae_course.cli import main
-    run = run_recipe(load_recipe("ultra", tier="smoke", steps=2, out_dir=str(tmp_path / "u")), log=quiet)
+    run, _ = shared_run("ultra", 3)
     s = json.loads((run / "metrics.json").read_text())["success"]
     assert set(s["criteria"]) == {"val_psnr", "val_lpips", "val_mse"}
     assert s["criteria"]["val_psnr"]["passed"] is False and s["criteria"]["val_psnr"]["target"] == "> 25"
@@ -134,11 +134,9 @@ def test_vanilla_logs_images_every_n_steps(tmp_path):
         if "images/recon" in acc.Tags()["images"]: steps |= {e.step for e in acc.Images("images/recon")}
     assert {2, 4} <= steps, steps
 
-def test_anime_vq_reports_codes_and_samples(tmp_path):
+def test_anime_vq_reports_codes_and_samples(shared_run):
     "anime_vq: k-means on many images, per-batch and moving-average perplexity, a code-usage histogram, FD of its samples."
-    lines = []
-    p = load_recipe("anime_vq", tier="smoke", steps=4, out_dir=str(tmp_path / "a"))
-    run = run_recipe(p, log=lines.append)
+    run, lines = shared_run("anime_vq", 4)
     assert any(l.startswith("codebook: k-means on up to") and "from 64 training images" in l for l in lines), lines
     m = json.loads((run / "metrics.json").read_text())
     assert all(isinstance(m[f"gen_vq_{k}"], float) for k in ("fd", "kid", "precision", "recall"))
@@ -156,11 +154,10 @@ def test_anime_vq_schedule_scales_to_a_short_run(tmp_path):
     assert (s["gan_start"], s["gan_ramp"]) == (2, 2) and any("scaled" in l for l in lines)
     assert json.loads((run / "metrics.json").read_text())["train"]["last"]["valid_gan_factor"] > 0   # the GAN phase happened
 
-def test_compare_two_runs_from_the_shell(tmp_path, capsys):
+def test_compare_two_runs_from_the_shell(tmp_path, capsys, shared_run):
     "`vae-course compare RUN_A RUN_B --images PATH`: a side-by-side comparison.png and a table (a VAE against a VQ-VAE)."
     from vae_course.cli import main
-    a = run_recipe(load_recipe("default", tier="smoke", steps=3, out_dir=str(tmp_path / "vae")), log=quiet)
-    b = run_recipe(load_recipe("anime_vq", tier="smoke", steps=3, prior_steps=0, out_dir=str(tmp_path / "vq")), log=quiet)
+    (a, _), (b, _) = shared_run("default", 3), shared_run("anime_vq", 4)
     imgs = _faces(tmp_path, 3)
     assert main(["compare", str(a), str(b), "--images", str(imgs), "--out", str(tmp_path / "cmp"), "--device", "cpu"]) == 0
     out = capsys.readouterr().out
