@@ -293,6 +293,16 @@ def test_run_time_counts_every_session_of_a_resumed_run(tmp_path):
     assert first["wall_time_s"] >= 2.0
     assert second["wall_time_s"] > first["wall_time_s"] and second["train_seconds"] > first["train_seconds"]
 
+def test_training_time_stops_when_training_ends(tmp_path, monkeypatch):
+    "The report after training (sample metrics, figures) is not training time: metrics.json says what the checkpoint says."
+    import vae_course.recipes as recipes
+    slow_report = recipes.write_artifacts
+    def write_artifacts(*a, **k): time.sleep(2.0); return slow_report(*a, **k)
+    monkeypatch.setattr(recipes, "write_artifacts", write_artifacts)
+    run = run_recipe(load_recipe("default", **TINY, steps=2, out_dir=str(tmp_path / "run")), log=quiet)
+    m, ck = _metrics(run), load_checkpoint(run / "last.ckpt")
+    assert m["train_seconds"] == m["wall_time_s"] == m["train"]["wall_time_s"] == ck["train_seconds"], (m["train_seconds"], ck["train_seconds"])
+
 def test_resuming_with_another_thread_count_warns(tmp_path):
     from torch import nn
     imgs = torch.randint(0, 256, (16, 3, 8, 8), dtype=torch.uint8)

@@ -382,6 +382,7 @@ def fit(self: Trainer, resume=None) -> Trainer:
             if self._sums: self._log()
             if self.batch_in_epoch:                        # stopped mid-epoch: the last training means and a validation
                 self.epoch_logs = {**self.epoch_logs, **self._train_means(), **self.validate(), "epoch": self.epoch, "step": self.step}
+            self._seconds_before, self._t0 = self.train_seconds, None     # training ends here: the report's time is not training
             self.callback("after_fit")
         finally:
             self.callback("cleanup")
