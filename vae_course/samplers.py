@@ -17,7 +17,7 @@ from .metrics import posterior_means, sample_metrics
 # %% auto #0
 __all__ = ['SAMPLERS', 'FITTED', 'aggregate_posterior', 'gaussian_kl_to_prior', 'marginal_kl', 'elbo_decomposition',
            'LatentSampler', 'PriorSampler', 'GaussianSampler', 'GMMSampler', 'save_sampler', 'load_sampler',
-           'fit_samplers', 'decode_samples', 'nearest_psnr', 'sampler_path', 'report_generation']
+           'fit_samplers', 'decode_samples', 'nearest_psnr', 'novelty_gap', 'sampler_path', 'report_generation']
 
 # %% ../nbs/10_samplers.ipynb #337cd2bc
 def aggregate_posterior(mu: torch.Tensor, logvar: torch.Tensor) -> dict:
@@ -179,15 +179,17 @@ def save_sampler(sampler: LatentSampler, path) -> Path:
 def _not_a_sampler(path, why: str) -> ValueError:
     return ValueError(f"{path} is not a sampler file the course can use ({why}); fit the samplers again (fit_samplers, or rerun the training run)")
 
-def load_sampler(path, dim: int | None = None) -> LatentSampler:
-    "The sampler `save_sampler` wrote to `path`, checked before anything is built (with `dim`: for a latent of that size)."
+def load_sampler(path, dim: int | None = None, kinds: dict = SAMPLERS) -> LatentSampler:
+    "The sampler `save_sampler` wrote to `path`, checked before anything is built (with `dim`: for a latent of that size; `kinds`: the classes it may be)."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"no sampler file {str(path)!r}; a VAE run writes sampler_gaussian.safetensors and sampler_gmm.safetensors")
     tensors, meta = load_tensors(path, what="sampler file")
     try: kind, cfg = meta["kind"], json.loads(meta["config"])
     except (KeyError, ValueError): raise _not_a_sampler(path, "no kind and config in its metadata") from None
-    if kind not in SAMPLERS or not isinstance(cfg, dict) or not isinstance(cfg.get("dim"), int):
-        raise _not_a_sampler(path, f"unknown kind {kind!r} or a config without its dimension")
+    if kind not in kinds:
+        raise _not_a_sampler(path, f"its kind {kind!r} is none of {', '.join(kinds)}; a learned prior (chapter 10b) loads with "
+                                   "load_sampler(path, kinds=vae_course.learned_prior.LEARNED_SAMPLERS)")
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("dim"), int): raise _not_a_sampler(path, "a config without its dimension")
     d = cfg["dim"]
     if dim is not None and d != dim:
         raise ValueError(f"{path} draws {d}-dimensional codes, but this model's latent has {dim}: use the sampler of the run that trained it")
@@ -196,7 +198,7 @@ def load_sampler(path, dim: int | None = None) -> LatentSampler:
     bad = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if bad: raise _not_a_sampler(path, f"non-finite values in {', '.join(bad)}")
     try:
-        s = SAMPLERS[kind](**cfg)
+        s = kinds[kind](**cfg)
         s.load_state_dict(tensors)
     except (TypeError, RuntimeError) as e: raise _not_a_sampler(path, str(e).splitlines()[0][:120]) from None
     return s
@@ -227,6 +229,11 @@ def nearest_psnr(x: torch.Tensor, ref: torch.Tensor, value_range=(0, 1), batch_s
     best = torch.cat([dist(b).min(1).values for b in x.split(batch_size)])
     return 10 * torch.log10(r.shape[1] / best.clamp_min(1e-12) ** 2)
 
+def novelty_gap(x: torch.Tensor, train_x: torch.Tensor, real_x: torch.Tensor, value_range=(0, 1)) -> float:
+    "How much closer (dB, median nearest-image PSNR) images `x` are to the training images than unseen real images `real_x` are: about 0 for new images, large for copies."
+    near = lambda a: nearest_psnr(a, train_x, value_range).median().item()
+    return near(x) - near(real_x)
+
 def sampler_path(run_dir, kind: str) -> Path: return Path(run_dir) / f"sampler_{kind}.safetensors"
 
 @torch.no_grad()
@@ -246,9 +253,13 @@ def report_generation(model, train_x: torch.Tensor, valid_x: torch.Tensor, run_d
             save_grid(imgs[:32], Path(run_dir) / f"samples_{name}.png", nrow=8, value_range=value_range)
             if name in FITTED: save_sampler(s, sampler_path(run_dir, name))
         out[f"gen_{name}_nearest_psnr"] = nearest_psnr(imgs[:n], train_x, value_range).median().item()
+        out[f"gen_{name}_nearest_valid_psnr"] = nearest_psnr(imgs[:n], valid_x, value_range).median().item()
+        out[f"gen_{name}_novelty_gap_db"] = out[f"gen_{name}_nearest_psnr"] - out["gen_real_nearest_psnr"]
         if features is not None:
             out.update({f"gen_{name}_{k}": v for k, v in sample_metrics(train_x, imgs[:n], features, value_range).items()})
-    out["nearest_note"] = "gen_*_nearest_psnr: median PSNR of each image to its nearest training image (copies score high)"
+    out["nearest_note"] = (f"gen_*_nearest_psnr: median PSNR of each image to its nearest training image (copies score high); "
+                           f"_nearest_valid_psnr: to its nearest of the {n} validation images; _novelty_gap_db: nearest_psnr minus "
+                           f"gen_real_nearest_psnr, the unseen real images' (about 0: new images; above 1 dB: closer to training images than real ones are)")
     if features is not None:
         out["gen_note"] = (f"sample metrics: {n} samples (and the {n} validation images, gen_real_*) against {len(train_x)} training "
                            f"images in the {features if isinstance(features, str) else 'given'} feature space (chapter 08)")
