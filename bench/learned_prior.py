@@ -28,11 +28,11 @@ def main():
     from vae_course.hardware import machine_summary
     from vae_course.metrics import sample_metrics
     from vae_course.samplers import fit_samplers, decode_samples, nearest_psnr
-    from vae_course.learned_prior import ARPriorSampler, fit_ar_prior, held_out_nll
+    from vae_course.learned_prior import ARPriorSampler, fit_ar_prior, held_out_nll, latent_grid
     model = load_model(a.run).eval()
     cfg, vr = model.cfg, tuple(model.value_range)
     if cfg.latent != "spatial": sys.exit(f"{a.run}: a flat latent; this benchmark compares priors over a latent grid")
-    shape = (cfg.latent_ch, cfg.latent_res, cfg.latent_res)
+    shape = latent_grid(cfg)
     load = lambda split: (lambda ds: torch.stack([ds[i] for i in range(len(ds))]))(OpenMoji(cfg.img_size, split, value_range=vr))
     tx, vx = load("train"), load("valid")
     with torch.no_grad():

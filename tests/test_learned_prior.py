@@ -4,7 +4,7 @@ import torch
 from vae_course.data import OpenMoji
 from vae_course.recipes import load_model
 from vae_course.samplers import GaussianSampler, save_sampler, load_sampler, decode_samples
-from vae_course.learned_prior import ARPriorSampler, fit_ar_prior, held_out_nll, LEARNED_SAMPLERS
+from vae_course.learned_prior import ARPriorSampler, fit_ar_prior, held_out_nll, latent_grid, LEARNED_SAMPLERS
 
 def _codes(model, split):
     ds = OpenMoji(model.cfg.img_size, split, value_range=model.value_range)
@@ -15,7 +15,7 @@ def test_learned_prior_beats_the_fitted_gaussian_and_round_trips(shared_run, tmp
     model = load_model(run).eval()
     (mu, _), (vmu, _) = _codes(model, "train"), _codes(model, "valid")
     c = model.cfg
-    ar = ARPriorSampler(mu.shape[1], (c.latent_ch, c.latent_res, c.latent_res), hidden=64)
+    ar = ARPriorSampler(mu.shape[1], latent_grid(c), hidden=64)
     losses = fit_ar_prior(ar, mu, steps=300)                      # on the posterior means, as the Gaussian: the same codes for both
     assert losses[-1] < losses[0]
     g = GaussianSampler(mu.shape[1]).fit(mu)

@@ -15,7 +15,7 @@ from .samplers import LatentSampler, SAMPLERS
 
 # %% auto #0
 __all__ = ['LEARNED_SAMPLERS', 'causal_mask', 'pad_grid', 'causal_windows', 'window_at', 'ARPriorSampler', 'fit_ar_prior',
-           'held_out_nll']
+           'latent_grid', 'held_out_nll']
 
 # %% ../nbs/10b_learned_prior.ipynb #b1e32a5a
 def causal_mask(reach: int) -> torch.Tensor:
@@ -114,6 +114,10 @@ def fit_ar_prior(sampler: ARPriorSampler, mu: torch.Tensor, logvar: torch.Tensor
 
 # %% ../nbs/10b_learned_prior.ipynb #d0c4ba16
 LEARNED_SAMPLERS = {**SAMPLERS, ARPriorSampler.kind: ARPriorSampler}
+
+def latent_grid(cfg) -> tuple:
+    "The `(C, H, W)` grid a VAE config's latent is (a flat latent: one row of d positions), the `shape` of its `ARPriorSampler`."
+    return (cfg.latent_ch, cfg.latent_res, cfg.latent_res) if cfg.latent == "spatial" else (1, 1, cfg.latent_dim)
 
 # %% ../nbs/10b_learned_prior.ipynb #08840da7
 @torch.no_grad()
