@@ -1,14 +1,17 @@
-"""The learned prior of chapter 10b against chapter 10's samplers, on a trained run (by default the main job's).
+"""The learned prior of chapter 10b against chapter 10's samplers, on trained runs (by default the main job's).
 Not a test: run it by hand after `make train`.
 
-    python bench/learned_prior.py                          # runs/main/default_cpu
-    python bench/learned_prior.py RUN_DIR --steps 600 1200 --seeds 0 1 2
+    python bench/learned_prior.py                                  # runs/main/default_cpu
+    python bench/learned_prior.py RUN_DIR ... --steps 600 --reach 2 4 --hidden 256 --seeds 0 1 2
 
-For each prior setting it fits the prior on posterior draws of the run's training codes (as the run's own
-samplers are fitted on its training faces), decodes as many samples as there are validation faces, and prints
+For each run and each prior setting it fits the prior on posterior draws of the run's training codes (as the run's
+own samplers are fitted on its training faces), decodes as many samples as there are validation faces, and prints
 FD, precision and recall against the training faces (the emoji feature space of chapter 08), the median PSNR to
 the nearest training and validation face, the novelty gap (chapter 10: about 0 for new images, large for copies)
-and the held-out log-likelihood of the validation faces' codes. Fit and sampling times are given with the CPU.
+and the held-out log-likelihood of the validation faces' codes. Two controls bound what any prior can do with this
+decoder: the reconstructions of the unseen faces (codes as the encoder puts unseen faces: the ceiling of a prior
+that learned the codes' distribution) and of training faces (copies). Several runs (a curve against training
+length) end in one summary table. Fit and sampling times are given with the CPU.
 Results go to bench/results/learned_prior.{json,md}.
 """
 import argparse, json, statistics, sys, time
@@ -17,57 +20,99 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+HEAD = "| samples | FD | precision | recall | nearest train (dB) | nearest valid (dB) | novelty gap (dB) | held-out NLL | fit / sample (s) |"
 
-def main():
-    ap = argparse.ArgumentParser(); ap.add_argument("run", nargs="?", default=str(ROOT / "runs/main/default_cpu"))
-    ap.add_argument("--steps", type=int, nargs="+", default=[600]); ap.add_argument("--seeds", type=int, nargs="+", default=[0])
-    ap.add_argument("--hidden", type=int, default=256); ap.add_argument("--reach", type=int, default=2)
-    a = ap.parse_args()
+def judge_run(run, a):
+    "Every row of one run's table: controls, the run's fitted samplers, then each learned-prior setting."
     from vae_course.recipes import load_model
     from vae_course.data import OpenMoji
-    from vae_course.hardware import machine_summary
     from vae_course.metrics import sample_metrics
     from vae_course.samplers import fit_samplers, decode_samples, nearest_psnr
     from vae_course.learned_prior import ARPriorSampler, fit_ar_prior, held_out_nll, latent_grid
-    model = load_model(a.run).eval()
+    model = load_model(run).eval()
     cfg, vr = model.cfg, tuple(model.value_range)
-    if cfg.latent != "spatial": sys.exit(f"{a.run}: a flat latent; this benchmark compares priors over a latent grid")
+    if cfg.latent != "spatial": sys.exit(f"{run}: a flat latent; this benchmark compares priors over a latent grid")
     shape = latent_grid(cfg)
     load = lambda split: (lambda ds: torch.stack([ds[i] for i in range(len(ds))]))(OpenMoji(cfg.img_size, split, value_range=vr))
     tx, vx = load("train"), load("valid")
     with torch.no_grad():
         mu, logvar = (torch.cat(t) for t in zip(*[model.encode(b) for b in tx.split(256)]))
         vmu = torch.cat([model.encode(b)[0] for b in vx.split(256)])
-    rows = [dict(sampler="unseen real faces", **{k: v for k, v in sample_metrics(tx, vx, "emoji", vr).items() if k in ("fd", "precision", "recall")},
-                 nearest_train=nearest_psnr(vx, tx, vr).median().item(), nearest_valid=float("nan"), novelty_gap=0.0, nll=float("nan"))]
-    def judge(name, s, **extra):
-        x = decode_samples(model, s, len(vx), seed=0)
+        decode = lambda z: torch.cat([model.decode(b) for b in z.split(256)]).clamp(*vr)
+        copies = decode(mu[torch.randperm(len(mu), generator=torch.Generator().manual_seed(0))[:len(vx)]])
+        unseen = decode(vmu)
+    base = nearest_psnr(vx, tx, vr).median().item()
+    rows = []
+    def add(name, x, s=None, **extra):
         m = sample_metrics(tx, x, "emoji", vr)
         near = nearest_psnr(x, tx, vr).median().item()
         rows.append(dict(sampler=name, fd=m["fd"], precision=m["precision"], recall=m["recall"], nearest_train=near,
-                         nearest_valid=nearest_psnr(x, vx, vr).median().item(), novelty_gap=near - rows[0]["nearest_train"],   # novelty_gap, without recomputing either side
-                         nll=held_out_nll(s, vmu), **extra))
-    for name, s in fit_samplers(model, tx).items(): judge(name, s)
-    for steps in a.steps:
-        for seed in a.seeds:
-            ar = ARPriorSampler(mu.shape[1], shape, reach=a.reach, hidden=a.hidden, seed=seed)
-            t0 = time.perf_counter(); fit_ar_prior(ar, mu, logvar, steps=steps); fit_s = time.perf_counter() - t0
-            t0 = time.perf_counter(); ar.sample(len(vx), generator=torch.Generator().manual_seed(0)); sample_s = time.perf_counter() - t0
-            judge(f"learned prior, {steps} steps, seed {seed}", ar, fit_s=fit_s, sample_s=sample_s)
-    machine = machine_summary("cpu")
-    head = "| samples | FD | precision | recall | nearest train (dB) | nearest valid (dB) | novelty gap (dB) | held-out NLL | fit / sample (s) |"
-    lines = [f"{a.run} ({cfg.img_size} px, latent {shape}); {len(tx)} training and {len(vx)} validation faces; {machine}", "", head,
-             "|" + "---|" * 9]
+                         nearest_valid=nearest_psnr(x, vx, vr).median().item() if x is not vx else float("nan"),
+                         novelty_gap=near - base, nll=held_out_nll(s, vmu) if s is not None else float("nan"), **extra))
+    add("unseen real faces", vx)
+    add("control: reconstructions of the unseen faces", unseen)
+    add("control: reconstructions of training faces (copies)", copies)
+    for name, s in fit_samplers(model, tx).items(): add(name, decode_samples(model, s, len(vx), seed=0), s)
+    for reach in a.reach:
+        for hidden in a.hidden:
+            for steps in a.steps:
+                for seed in a.seeds:
+                    ar = ARPriorSampler(mu.shape[1], shape, reach=reach, hidden=hidden, seed=seed)
+                    t0 = time.perf_counter(); fit_ar_prior(ar, mu, logvar, steps=steps); fit_s = time.perf_counter() - t0
+                    t0 = time.perf_counter(); x = decode_samples(model, ar, len(vx), seed=0); sample_s = time.perf_counter() - t0
+                    add(f"learned prior, reach {reach}, hidden {hidden}, {steps} steps, seed {seed}", x, ar,
+                        fit_s=fit_s, sample_s=sample_s, reach=reach, hidden=hidden, steps=steps, seed=seed)
+    facts = json.loads((Path(run) / "metrics.json").read_text())
+    info = dict(run=str(run), steps=facts.get("step"), minutes=facts.get("train_seconds", 0) / 60, val_psnr=facts.get("val_psnr"),
+                machine=facts.get("machine"), n_train=len(tx), n_valid=len(vx), shape=list(shape))
+    return info, rows
+
+def table(info, rows):
+    lines = [f"{info['run']}: {info['steps']} steps in {info['minutes']:.1f} min of training, val PSNR {info['val_psnr']:.2f} dB "
+             f"({info['machine']}); latent {tuple(info['shape'])}; {info['n_train']} training and {info['n_valid']} validation faces",
+             "", HEAD, "|" + "---|" * 9]
     for r in rows:
         t = f"{r['fit_s']:.0f} / {r['sample_s']:.1f}" if "fit_s" in r else ""
+        nv = "" if r["nearest_valid"] != r["nearest_valid"] else f"{r['nearest_valid']:.1f}"
+        nll = "" if r["nll"] != r["nll"] else f"{r['nll']:.3f}"
         lines.append(f"| {r['sampler']} | {r['fd']:.0f} | {r['precision']:.2f} | {r['recall']:.2f} | {r['nearest_train']:.1f} | "
-                     f"{r['nearest_valid']:.1f} | {r['novelty_gap']:.2f} | {r['nll']:.3f} | {t} |")
-    ars = [r for r in rows if "fit_s" in r]
-    if len(ars) > 1: lines.append(f"\nlearned prior, medians of {len(ars)}: FD {statistics.median(r['fd'] for r in ars):.0f}, "
-                                  f"novelty gap {statistics.median(r['novelty_gap'] for r in ars):.2f} dB")
+                     f"{nv} | {r['novelty_gap']:.2f} | {nll} | {t} |")
+    settings = {}
+    for r in rows:
+        if "fit_s" in r: settings.setdefault((r["reach"], r["hidden"], r["steps"]), []).append(r)
+    for (reach, hidden, steps), rs in settings.items():                # medians over seeds, one setting at a time
+        if len(rs) > 1: lines.append(f"\nlearned prior, reach {reach}, hidden {hidden}, {steps} steps, medians of {len(rs)} seeds: "
+                                     f"FD {statistics.median(r['fd'] for r in rs):.0f}, novelty gap {statistics.median(r['novelty_gap'] for r in rs):.2f} dB")
+    return lines
+
+def summary(results):
+    "One line per run: the target (unseen real FD, gap 0..1 dB), the decoder's ceiling, the Gaussian and the best learned prior by FD."
+    lines = ["| run: steps (min) | val PSNR | unseen real FD | ceiling FD / gap | gaussian FD / gap | best learned prior FD / gap (setting) | target met |",
+             "|" + "---|" * 7]
+    for info, rows in results:
+        by = {r["sampler"]: r for r in rows}
+        real, ceil, gauss = by["unseen real faces"], by["control: reconstructions of the unseen faces"], by["gaussian"]
+        ars = [r for r in rows if "fit_s" in r]
+        best = min(ars, key=lambda r: r["fd"]) if ars else None
+        met = best is not None and best["fd"] <= real["fd"] and best["novelty_gap"] <= 1.0
+        b = f"{best['fd']:.0f} / {best['novelty_gap']:.2f} (reach {best['reach']}, hidden {best['hidden']}, {best['steps']} steps)" if best else ""
+        lines.append(f"| {info['steps']} ({info['minutes']:.1f}) | {info['val_psnr']:.2f} | {real['fd']:.0f} | {ceil['fd']:.0f} / {ceil['novelty_gap']:.2f} | "
+                     f"{gauss['fd']:.0f} / {gauss['novelty_gap']:.2f} | {b} | {'yes' if met else 'no'} |")
+    return lines
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("runs", nargs="*", default=[str(ROOT / "runs/main/default_cpu")])
+    ap.add_argument("--steps", type=int, nargs="+", default=[600]); ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--hidden", type=int, nargs="+", default=[256]); ap.add_argument("--reach", type=int, nargs="+", default=[2])
+    a = ap.parse_args()
+    missing = [r for r in a.runs if not (Path(r) / "metrics.json").exists()]
+    if missing: sys.exit(f"not a finished run (no metrics.json): {', '.join(missing)}; run `make train` first or pass a run folder")
+    results = [judge_run(run, a) for run in a.runs]
+    lines = [l for info, rows in results for l in table(info, rows) + [""]] + summary(results)
     print("\n".join(lines))
     out = ROOT / "bench" / "results"; out.mkdir(parents=True, exist_ok=True)
     (out / "learned_prior.md").write_text("\n".join(lines) + "\n")
-    (out / "learned_prior.json").write_text(json.dumps(dict(run=a.run, machine=machine, rows=rows), indent=1))
+    (out / "learned_prior.json").write_text(json.dumps([dict(info, rows=rows) for info, rows in results], indent=1))
 
 if __name__ == "__main__": main()

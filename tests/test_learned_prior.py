@@ -25,3 +25,28 @@ def test_learned_prior_beats_the_fitted_gaussian_and_round_trips(shared_run, tmp
     assert back.config() == ar.config()
     a, b = decode_samples(model, ar, 4, seed=2), decode_samples(model, back, 4, seed=2)
     assert torch.equal(a, b) and a.shape == (4, 3, c.img_size, c.img_size)
+
+def _bench():
+    import importlib.util, pathlib
+    path = pathlib.Path(__file__).resolve().parent.parent / "bench" / "learned_prior.py"
+    spec = importlib.util.spec_from_file_location("bench_learned_prior", path)
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    return mod, path
+
+def test_benchmark_says_target_met_only_when_both_numbers_are():
+    bench, _ = _bench()
+    row = lambda name, fd, gap, **kw: dict(sampler=name, fd=fd, novelty_gap=gap, **kw)
+    def line(fd, gap):
+        info = dict(steps=100, minutes=1.0, val_psnr=24.0)
+        rows = [row("unseen real faces", 527, 0.0), row("control: reconstructions of the unseen faces", 442, 0.2), row("gaussian", 650, 1.5),
+                row("learned", fd, gap, fit_s=1, reach=2, hidden=8, steps=10)]
+        return bench.summary([(info, rows)])[-1]
+    assert line(500, 0.9).endswith("| yes |")
+    assert line(530, 0.5).endswith("| no |")                      # new but farther from the data than unseen faces
+    assert line(300, 3.0).endswith("| no |")                      # close to the data because it copies
+
+def test_benchmark_refuses_a_folder_that_is_no_run(tmp_path):
+    import subprocess, sys
+    _, path = _bench()
+    r = subprocess.run([sys.executable, str(path), str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 1 and "not a finished run" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
