@@ -2,7 +2,7 @@
 Not a test: run it by hand after `make train`.
 
     python bench/learned_prior.py                                  # runs/main/default_cpu
-    python bench/learned_prior.py RUN_DIR ... --steps 600 --reach 2 4 --hidden 256 --seeds 0 1 2
+    python bench/learned_prior.py RUN_DIR ... --steps 600 --reach 2 4 --hidden 256 --seeds 0 1 2 --flips
 
 For each run and each prior setting it fits the prior on posterior draws of the run's training codes (as the run's
 own samplers are fitted on its training faces), decodes as many samples as there are validation faces, and prints
@@ -36,7 +36,9 @@ def judge_run(run, a):
     load = lambda split: (lambda ds: torch.stack([ds[i] for i in range(len(ds))]))(OpenMoji(cfg.img_size, split, value_range=vr))
     tx, vx = load("train"), load("valid")
     with torch.no_grad():
-        mu, logvar = (torch.cat(t) for t in zip(*[model.encode(b) for b in tx.split(256)]))
+        encode = lambda x: tuple(torch.cat(t) for t in zip(*[model.encode(b) for b in x.split(256)]))
+        mu, logvar = encode(tx)
+        mirrored = encode(tx.flip(-1)) if a.flips else None               # the run trains on mirror images too (augment_flip)
         vmu = torch.cat([model.encode(b)[0] for b in vx.split(256)])
         decode = lambda z: torch.cat([model.decode(b) for b in z.split(256)]).clamp(*vr)
         copies = decode(mu[torch.randperm(len(mu), generator=torch.Generator().manual_seed(0))[:len(vx)]])
@@ -56,12 +58,14 @@ def judge_run(run, a):
     for reach in a.reach:
         for hidden in a.hidden:
             for steps in a.steps:
-                for seed in a.seeds:
-                    ar = ARPriorSampler(mu.shape[1], shape, reach=reach, hidden=hidden, seed=seed)
-                    t0 = time.perf_counter(); fit_ar_prior(ar, mu, logvar, steps=steps); fit_s = time.perf_counter() - t0
-                    t0 = time.perf_counter(); x = decode_samples(model, ar, len(vx), seed=0); sample_s = time.perf_counter() - t0
-                    add(f"learned prior, reach {reach}, hidden {hidden}, {steps} steps, seed {seed}", x, ar,
-                        fit_s=fit_s, sample_s=sample_s, reach=reach, hidden=hidden, steps=steps, seed=seed)
+                for flips in ([False, True] if a.flips else [False]):
+                    codes = (torch.cat([mu, mirrored[0]]), torch.cat([logvar, mirrored[1]])) if flips else (mu, logvar)
+                    for seed in a.seeds:
+                        ar = ARPriorSampler(mu.shape[1], shape, reach=reach, hidden=hidden, seed=seed)
+                        t0 = time.perf_counter(); fit_ar_prior(ar, *codes, steps=steps); fit_s = time.perf_counter() - t0
+                        t0 = time.perf_counter(); x = decode_samples(model, ar, len(vx), seed=0); sample_s = time.perf_counter() - t0
+                        add(f"learned prior, reach {reach}, hidden {hidden}, {steps} steps{', + mirrored codes' if flips else ''}, seed {seed}", x, ar,
+                            fit_s=fit_s, sample_s=sample_s, reach=reach, hidden=hidden, steps=steps, flips=flips, seed=seed)
     facts = json.loads((Path(run) / "metrics.json").read_text())
     info = dict(run=str(run), steps=facts.get("step"), minutes=facts.get("train_seconds", 0) / 60, val_psnr=facts.get("val_psnr"),
                 machine=facts.get("machine"), n_train=len(tx), n_valid=len(vx), shape=list(shape))
@@ -79,9 +83,9 @@ def table(info, rows):
                      f"{nv} | {r['novelty_gap']:.2f} | {nll} | {t} |")
     settings = {}
     for r in rows:
-        if "fit_s" in r: settings.setdefault((r["reach"], r["hidden"], r["steps"]), []).append(r)
-    for (reach, hidden, steps), rs in settings.items():                # medians over seeds, one setting at a time
-        if len(rs) > 1: lines.append(f"\nlearned prior, reach {reach}, hidden {hidden}, {steps} steps, medians of {len(rs)} seeds: "
+        if "fit_s" in r: settings.setdefault((r["reach"], r["hidden"], r["steps"], r.get("flips", False)), []).append(r)
+    for (reach, hidden, steps, flips), rs in settings.items():         # medians over seeds, one setting at a time
+        if len(rs) > 1: lines.append(f"\nlearned prior, reach {reach}, hidden {hidden}, {steps} steps{', + mirrored codes' if flips else ''}, medians of {len(rs)} seeds: "
                                      f"FD {statistics.median(r['fd'] for r in rs):.0f}, novelty gap {statistics.median(r['novelty_gap'] for r in rs):.2f} dB")
     return lines
 
@@ -95,7 +99,8 @@ def summary(results):
         ars = [r for r in rows if "fit_s" in r]
         best = min(ars, key=lambda r: r["fd"]) if ars else None
         met = best is not None and best["fd"] <= real["fd"] and best["novelty_gap"] <= 1.0
-        b = f"{best['fd']:.0f} / {best['novelty_gap']:.2f} (reach {best['reach']}, hidden {best['hidden']}, {best['steps']} steps)" if best else ""
+        b = (f"{best['fd']:.0f} / {best['novelty_gap']:.2f} (reach {best['reach']}, hidden {best['hidden']}, {best['steps']} steps"
+             f"{', + mirrored codes' if best.get('flips') else ''})") if best else ""
         lines.append(f"| {info['steps']} ({info['minutes']:.1f}) | {info['val_psnr']:.2f} | {real['fd']:.0f} | {ceil['fd']:.0f} / {ceil['novelty_gap']:.2f} | "
                      f"{gauss['fd']:.0f} / {gauss['novelty_gap']:.2f} | {b} | {'yes' if met else 'no'} |")
     return lines
@@ -105,6 +110,7 @@ def main():
     ap.add_argument("runs", nargs="*", default=[str(ROOT / "runs/main/default_cpu")])
     ap.add_argument("--steps", type=int, nargs="+", default=[600]); ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--hidden", type=int, nargs="+", default=[256]); ap.add_argument("--reach", type=int, nargs="+", default=[2])
+    ap.add_argument("--flips", action="store_true", help="also fit each setting on the training codes plus their mirror images'")
     a = ap.parse_args()
     missing = [r for r in a.runs if not (Path(r) / "metrics.json").exists()]
     if missing: sys.exit(f"not a finished run (no metrics.json): {', '.join(missing)}; run `make train` first or pass a run folder")

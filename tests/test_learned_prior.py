@@ -45,6 +45,18 @@ def test_benchmark_says_target_met_only_when_both_numbers_are():
     assert line(530, 0.5).endswith("| no |")                      # new but farther from the data than unseen faces
     assert line(300, 3.0).endswith("| no |")                      # close to the data because it copies
 
+def test_benchmark_names_the_mirrored_setting_it_picked():
+    bench, _ = _bench()
+    row = lambda name, fd, gap, **kw: dict(sampler=name, fd=fd, novelty_gap=gap, precision=0.1, recall=0.1, nearest_train=9.0,
+                                           nearest_valid=float("nan"), nll=float("nan"), **kw)
+    rows = [row("unseen real faces", 527, 0.0), row("control: reconstructions of the unseen faces", 442, 0.2), row("gaussian", 650, 1.5)]
+    rows += [row(f"learned {f}", fd, 0.5, fit_s=1, sample_s=1, reach=2, hidden=8, steps=10, flips=f, seed=s)
+             for f, fd in [(False, 700), (True, 640)] for s in (0, 1)]
+    info = dict(run="r", steps=100, minutes=1.0, val_psnr=24.0, machine="cpu", n_train=10, n_valid=10, shape=[4, 16, 16])
+    assert "640 / 0.50 (reach 2, hidden 8, 10 steps, + mirrored codes)" in bench.summary([(info, rows)])[-1]
+    medians = [l for l in bench.table(info, rows) if "medians" in l]
+    assert len(medians) == 2 and "+ mirrored codes" in medians[1] and "+ mirrored codes" not in medians[0], medians
+
 def test_benchmark_refuses_a_folder_that_is_no_run(tmp_path):
     import subprocess, sys
     _, path = _bench()
