@@ -2,7 +2,7 @@
 Not a test: run it by hand after `make train`.
 
     python bench/learned_prior.py                                  # runs/main/default_cpu
-    python bench/learned_prior.py RUN_DIR ... --steps 600 --reach 2 4 --hidden 256 --seeds 0 1 2 --flips
+    python bench/learned_prior.py RUN_DIR ... --steps 600 --reach 2 4 --hidden 256 --seeds 0 1 2 --flips --temperatures 1 1.5
 
 For each run and each prior setting it fits the prior on posterior draws of the run's training codes (as the run's
 own samplers are fitted on its training faces), decodes as many samples as there are validation faces, and prints
@@ -11,8 +11,10 @@ the nearest training and validation face, the novelty gap (chapter 10: about 0 f
 and the held-out log-likelihood of the validation faces' codes. Two controls bound what any prior can do with this
 decoder: the reconstructions of the unseen faces (codes as the encoder puts unseen faces: the ceiling of a prior
 that learned the codes' distribution) and of training faces (copies). Several runs (a curve against training
-length) end in one summary table. Fit and sampling times are given with the CPU.
-Results go to bench/results/learned_prior.{json,md}.
+length) end in one summary table. Fit and sampling times are given with the CPU. `--temperatures` also samples each
+fitted prior at other temperatures; the summary's verdict reads temperature 1 only (see `summary`).
+Results go to bench/results/learned_prior.{json,md}, and a grid to judge by eye (ten samples a row: the
+reconstructions of unseen faces first, then every learned-prior row in table order) to learned_prior_samples.png.
 """
 import argparse, json, statistics, sys, time
 from pathlib import Path
@@ -44,7 +46,7 @@ def judge_run(run, a):
         copies = decode(mu[torch.randperm(len(mu), generator=torch.Generator().manual_seed(0))[:len(vx)]])
         unseen = decode(vmu)
     base = nearest_psnr(vx, tx, vr).median().item()
-    rows = []
+    rows, grid = [], [unseen[:10]]
     def add(name, x, s=None, **extra):
         m = sample_metrics(tx, x, "emoji", vr)
         near = nearest_psnr(x, tx, vr).median().item()
@@ -63,13 +65,16 @@ def judge_run(run, a):
                     for seed in a.seeds:
                         ar = ARPriorSampler(mu.shape[1], shape, reach=reach, hidden=hidden, seed=seed)
                         t0 = time.perf_counter(); fit_ar_prior(ar, *codes, steps=steps); fit_s = time.perf_counter() - t0
-                        t0 = time.perf_counter(); x = decode_samples(model, ar, len(vx), seed=0); sample_s = time.perf_counter() - t0
-                        add(f"learned prior, reach {reach}, hidden {hidden}, {steps} steps{', + mirrored codes' if flips else ''}, seed {seed}", x, ar,
-                            fit_s=fit_s, sample_s=sample_s, reach=reach, hidden=hidden, steps=steps, flips=flips, seed=seed)
+                        for temp in a.temperatures:
+                            t0 = time.perf_counter(); x = decode_samples(model, ar, len(vx), temp, seed=0); sample_s = time.perf_counter() - t0
+                            add(f"learned prior, reach {reach}, hidden {hidden}, {steps} steps{', + mirrored codes' if flips else ''}"
+                                f"{'' if temp == 1 else f', temperature {temp:g}'}, seed {seed}", x, ar if temp == 1 else None, fit_s=fit_s, sample_s=sample_s,
+                                reach=reach, hidden=hidden, steps=steps, flips=flips, temperature=temp, seed=seed)
+                            grid.append(x[:10].clamp(*vr))
     facts = json.loads((Path(run) / "metrics.json").read_text())
     info = dict(run=str(run), steps=facts.get("step"), minutes=facts.get("train_seconds", 0) / 60, val_psnr=facts.get("val_psnr"),
-                machine=facts.get("machine"), n_train=len(tx), n_valid=len(vx), shape=list(shape))
-    return info, rows
+                machine=facts.get("machine"), n_train=len(tx), n_valid=len(vx), shape=list(shape), value_range=list(vr))
+    return info, rows, torch.cat(grid)
 
 def table(info, rows):
     lines = [f"{info['run']}: {info['steps']} steps in {info['minutes']:.1f} min of training, val PSNR {info['val_psnr']:.2f} dB "
@@ -83,20 +88,23 @@ def table(info, rows):
                      f"{nv} | {r['novelty_gap']:.2f} | {nll} | {t} |")
     settings = {}
     for r in rows:
-        if "fit_s" in r: settings.setdefault((r["reach"], r["hidden"], r["steps"], r.get("flips", False)), []).append(r)
-    for (reach, hidden, steps, flips), rs in settings.items():         # medians over seeds, one setting at a time
-        if len(rs) > 1: lines.append(f"\nlearned prior, reach {reach}, hidden {hidden}, {steps} steps{', + mirrored codes' if flips else ''}, medians of {len(rs)} seeds: "
+        if "fit_s" in r: settings.setdefault((r["reach"], r["hidden"], r["steps"], r.get("flips", False), r.get("temperature", 1)), []).append(r)
+    for (reach, hidden, steps, flips, temp), rs in settings.items():   # medians over seeds, one setting at a time
+        if len(rs) > 1: lines.append(f"\nlearned prior, reach {reach}, hidden {hidden}, {steps} steps{', + mirrored codes' if flips else ''}"
+                                     f"{'' if temp == 1 else f', temperature {temp:g}'}, medians of {len(rs)} seeds: "
                                      f"FD {statistics.median(r['fd'] for r in rs):.0f}, novelty gap {statistics.median(r['novelty_gap'] for r in rs):.2f} dB")
     return lines
 
 def summary(results):
-    "One line per run: the target (unseen real FD, gap 0..1 dB), the decoder's ceiling, the Gaussian and the best learned prior by FD."
+    """One line per run: the target (unseen real FD, gap 0..1 dB), the decoder's ceiling, the Gaussian and the best learned
+    prior by FD at temperature 1. Tempered rows never count: above 1 the FD falls while the samples turn to scribbles
+    (bench/README.md), so there the FD judges the temperature, not the prior."""
     lines = ["| run: steps (min) | val PSNR | unseen real FD | ceiling FD / gap | gaussian FD / gap | best learned prior FD / gap (setting) | target met |",
              "|" + "---|" * 7]
     for info, rows in results:
         by = {r["sampler"]: r for r in rows}
         real, ceil, gauss = by["unseen real faces"], by["control: reconstructions of the unseen faces"], by["gaussian"]
-        ars = [r for r in rows if "fit_s" in r]
+        ars = [r for r in rows if "fit_s" in r and r.get("temperature", 1) == 1]
         best = min(ars, key=lambda r: r["fd"]) if ars else None
         met = best is not None and best["fd"] <= real["fd"] and best["novelty_gap"] <= 1.0
         b = (f"{best['fd']:.0f} / {best['novelty_gap']:.2f} (reach {best['reach']}, hidden {best['hidden']}, {best['steps']} steps"
@@ -111,14 +119,18 @@ def main():
     ap.add_argument("--steps", type=int, nargs="+", default=[600]); ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--hidden", type=int, nargs="+", default=[256]); ap.add_argument("--reach", type=int, nargs="+", default=[2])
     ap.add_argument("--flips", action="store_true", help="also fit each setting on the training codes plus their mirror images'")
+    ap.add_argument("--temperatures", type=float, nargs="+", default=[1.0], help="sample each fitted prior at these temperatures")
     a = ap.parse_args()
     missing = [r for r in a.runs if not (Path(r) / "metrics.json").exists()]
     if missing: sys.exit(f"not a finished run (no metrics.json): {', '.join(missing)}; run `make train` first or pass a run folder")
-    results = [judge_run(run, a) for run in a.runs]
+    judged = [judge_run(run, a) for run in a.runs]
+    results = [(info, rows) for info, rows, _ in judged]
     lines = [l for info, rows in results for l in table(info, rows) + [""]] + summary(results)
     print("\n".join(lines))
     out = ROOT / "bench" / "results"; out.mkdir(parents=True, exist_ok=True)
     (out / "learned_prior.md").write_text("\n".join(lines) + "\n")
     (out / "learned_prior.json").write_text(json.dumps([dict(info, rows=rows) for info, rows in results], indent=1))
+    from vae_course.data import save_grid
+    save_grid(torch.cat([g for *_, g in judged]), out / "learned_prior_samples.png", nrow=10, value_range=tuple(results[0][0]["value_range"]))
 
 if __name__ == "__main__": main()

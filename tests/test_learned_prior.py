@@ -36,14 +36,15 @@ def _bench():
 def test_benchmark_says_target_met_only_when_both_numbers_are():
     bench, _ = _bench()
     row = lambda name, fd, gap, **kw: dict(sampler=name, fd=fd, novelty_gap=gap, **kw)
-    def line(fd, gap):
+    def line(fd, gap, **kw):
         info = dict(steps=100, minutes=1.0, val_psnr=24.0)
         rows = [row("unseen real faces", 527, 0.0), row("control: reconstructions of the unseen faces", 442, 0.2), row("gaussian", 650, 1.5),
-                row("learned", fd, gap, fit_s=1, reach=2, hidden=8, steps=10)]
+                row("learned", fd, gap, fit_s=1, reach=2, hidden=8, steps=10, **kw)]
         return bench.summary([(info, rows)])[-1]
     assert line(500, 0.9).endswith("| yes |")
     assert line(530, 0.5).endswith("| no |")                      # new but farther from the data than unseen faces
     assert line(300, 3.0).endswith("| no |")                      # close to the data because it copies
+    assert line(500, 0.2, temperature=1.5).endswith("| no |")    # tempered: the FD falls while samples turn to scribbles
 
 def test_benchmark_names_the_mirrored_setting_it_picked():
     bench, _ = _bench()
