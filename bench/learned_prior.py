@@ -24,6 +24,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 HEAD = "| samples | FD | precision | recall | nearest train (dB) | nearest valid (dB) | novelty gap (dB) | held-out NLL | fit / sample (s) |"
 
+def variant(flips=False, temperature=1) -> str:
+    "How a learned-prior row differs from a plain fit sampled at temperature 1, as its labels say it."
+    return f"{', + mirrored codes' if flips else ''}{'' if temperature == 1 else f', temperature {temperature:g}'}"
+
 def judge_run(run, a):
     "Every row of one run's table: controls, the run's fitted samplers, then each learned-prior setting."
     from vae_course.recipes import load_model
@@ -41,7 +45,7 @@ def judge_run(run, a):
         encode = lambda x: tuple(torch.cat(t) for t in zip(*[model.encode(b) for b in x.split(256)]))
         mu, logvar = encode(tx)
         mirrored = encode(tx.flip(-1)) if a.flips else None               # the run trains on mirror images too (augment_flip)
-        vmu = torch.cat([model.encode(b)[0] for b in vx.split(256)])
+        vmu = encode(vx)[0]
         decode = lambda z: torch.cat([model.decode(b) for b in z.split(256)]).clamp(*vr)
         copies = decode(mu[torch.randperm(len(mu), generator=torch.Generator().manual_seed(0))[:len(vx)]])
         unseen = decode(vmu)
@@ -67,8 +71,8 @@ def judge_run(run, a):
                         t0 = time.perf_counter(); fit_ar_prior(ar, *codes, steps=steps); fit_s = time.perf_counter() - t0
                         for temp in a.temperatures:
                             t0 = time.perf_counter(); x = decode_samples(model, ar, len(vx), temp, seed=0); sample_s = time.perf_counter() - t0
-                            add(f"learned prior, reach {reach}, hidden {hidden}, {steps} steps{', + mirrored codes' if flips else ''}"
-                                f"{'' if temp == 1 else f', temperature {temp:g}'}, seed {seed}", x, ar if temp == 1 else None, fit_s=fit_s, sample_s=sample_s,
+                            add(f"learned prior, reach {reach}, hidden {hidden}, {steps} steps{variant(flips, temp)}, seed {seed}",
+                                x, ar if temp == 1 else None, fit_s=fit_s, sample_s=sample_s,
                                 reach=reach, hidden=hidden, steps=steps, flips=flips, temperature=temp, seed=seed)
                             grid.append(x[:10].clamp(*vr))
     facts = json.loads((Path(run) / "metrics.json").read_text())
@@ -90,8 +94,7 @@ def table(info, rows):
     for r in rows:
         if "fit_s" in r: settings.setdefault((r["reach"], r["hidden"], r["steps"], r.get("flips", False), r.get("temperature", 1)), []).append(r)
     for (reach, hidden, steps, flips, temp), rs in settings.items():   # medians over seeds, one setting at a time
-        if len(rs) > 1: lines.append(f"\nlearned prior, reach {reach}, hidden {hidden}, {steps} steps{', + mirrored codes' if flips else ''}"
-                                     f"{'' if temp == 1 else f', temperature {temp:g}'}, medians of {len(rs)} seeds: "
+        if len(rs) > 1: lines.append(f"\nlearned prior, reach {reach}, hidden {hidden}, {steps} steps{variant(flips, temp)}, medians of {len(rs)} seeds: "
                                      f"FD {statistics.median(r['fd'] for r in rs):.0f}, novelty gap {statistics.median(r['novelty_gap'] for r in rs):.2f} dB")
     return lines
 
@@ -108,7 +111,7 @@ def summary(results):
         best = min(ars, key=lambda r: r["fd"]) if ars else None
         met = best is not None and best["fd"] <= real["fd"] and best["novelty_gap"] <= 1.0
         b = (f"{best['fd']:.0f} / {best['novelty_gap']:.2f} (reach {best['reach']}, hidden {best['hidden']}, {best['steps']} steps"
-             f"{', + mirrored codes' if best.get('flips') else ''})") if best else ""
+             f"{variant(best.get('flips', False))})") if best else ""
         lines.append(f"| {info['steps']} ({info['minutes']:.1f}) | {info['val_psnr']:.2f} | {real['fd']:.0f} | {ceil['fd']:.0f} / {ceil['novelty_gap']:.2f} | "
                      f"{gauss['fd']:.0f} / {gauss['novelty_gap']:.2f} | {b} | {'yes' if met else 'no'} |")
     return lines

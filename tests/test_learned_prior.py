@@ -33,9 +33,12 @@ def _bench():
     mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
     return mod, path
 
+def row(name, fd, gap, **kw):
+    "A benchmark row with what its table prints."
+    return dict(sampler=name, fd=fd, novelty_gap=gap, precision=0.1, recall=0.1, nearest_train=9.0, nearest_valid=float("nan"), nll=float("nan"), **kw)
+
 def test_benchmark_says_target_met_only_when_both_numbers_are():
     bench, _ = _bench()
-    row = lambda name, fd, gap, **kw: dict(sampler=name, fd=fd, novelty_gap=gap, **kw)
     def line(fd, gap, **kw):
         info = dict(steps=100, minutes=1.0, val_psnr=24.0)
         rows = [row("unseen real faces", 527, 0.0), row("control: reconstructions of the unseen faces", 442, 0.2), row("gaussian", 650, 1.5),
@@ -48,8 +51,6 @@ def test_benchmark_says_target_met_only_when_both_numbers_are():
 
 def test_benchmark_names_the_mirrored_setting_it_picked():
     bench, _ = _bench()
-    row = lambda name, fd, gap, **kw: dict(sampler=name, fd=fd, novelty_gap=gap, precision=0.1, recall=0.1, nearest_train=9.0,
-                                           nearest_valid=float("nan"), nll=float("nan"), **kw)
     rows = [row("unseen real faces", 527, 0.0), row("control: reconstructions of the unseen faces", 442, 0.2), row("gaussian", 650, 1.5)]
     rows += [row(f"learned {f}", fd, 0.5, fit_s=1, sample_s=1, reach=2, hidden=8, steps=10, flips=f, seed=s)
              for f, fd in [(False, 700), (True, 640)] for s in (0, 1)]
