@@ -1,6 +1,6 @@
 """Smoke runs that several tests only read are trained once per test session and shared, also across pytest-xdist
 workers (a file lock guards each run's folder). A test that changes a run's folder trains its own."""
-import json
+import json, os
 from pathlib import Path
 import pytest
 
@@ -24,3 +24,17 @@ def shared_run(tmp_path_factory):
         saved = json.loads(log.read_text())
         return Path(saved["run"]), saved["lines"]
     return get
+
+def pytest_sessionstart(session):
+    import torch
+    session.config.start_threads = torch.get_num_threads()       # what OMP_NUM_THREADS (or torch's default) gave this process
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_call(item):
+    """A test starts with the threads its process was given: `make test` gives each of its two pytest workers one, and a
+    fixture that raised it to 2 put 4 threads on 2 cores (those tests ran 10-25x slower)."""
+    import torch
+    start = item.config.start_threads
+    if torch.get_num_threads() > start:
+        raise RuntimeError(f"{item.nodeid} starts with {torch.get_num_threads()} torch threads, more than the {start} this "
+                           f"process was given: let OMP_NUM_THREADS decide")

@@ -11,9 +11,6 @@ ROOT = Path(__file__).resolve().parent.parent
 COMMON = ("params.yaml", "metrics.json", "loss_components.png", "psnr_curve.png", "psnr_curve.csv", "recon.png",
           "samples_temperature.png", "interpolation.png", "last.ckpt", "model.safetensors")
 
-@pytest.fixture(autouse=True)
-def _threads():
-    n = torch.get_num_threads(); torch.set_num_threads(2); yield; torch.set_num_threads(n)
 
 @pytest.mark.parametrize("name", list(RECIPES))
 def test_smoke_run_of_every_recipe(name, shared_run):

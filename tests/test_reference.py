@@ -10,9 +10,6 @@ from vae_course.reference import (SEED_CARDS, STATED, READING, NOT_STATED, seed_
 ROOT = Path(__file__).resolve().parent.parent
 quiet = lambda *a, **k: None
 
-@pytest.fixture(autouse=True)
-def _threads():
-    n = torch.get_num_threads(); torch.set_num_threads(2); yield; torch.set_num_threads(n)
 
 def _tags(run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
