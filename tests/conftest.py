@@ -1,6 +1,6 @@
 """Smoke runs that several tests only read are trained once per test session and shared, also across pytest-xdist
 workers (a file lock guards each run's folder). A test that changes a run's folder trains its own."""
-import json, os
+import json
 from pathlib import Path
 import pytest
 

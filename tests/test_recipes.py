@@ -11,7 +11,6 @@ ROOT = Path(__file__).resolve().parent.parent
 COMMON = ("params.yaml", "metrics.json", "loss_components.png", "psnr_curve.png", "psnr_curve.csv", "recon.png",
           "samples_temperature.png", "interpolation.png", "last.ckpt", "model.safetensors")
 
-
 @pytest.mark.parametrize("name", list(RECIPES))
 def test_smoke_run_of_every_recipe(name, shared_run):
     "Each recipe, shrunk by its 'smoke' entry, trains a few steps on OpenMoji and leaves every artifact."

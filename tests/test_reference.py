@@ -10,7 +10,6 @@ from vae_course.reference import (SEED_CARDS, STATED, READING, NOT_STATED, seed_
 ROOT = Path(__file__).resolve().parent.parent
 quiet = lambda *a, **k: None
 
-
 def _tags(run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     tags = {"scalars": set(), "images": set(), "histograms": set()}
