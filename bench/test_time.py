@@ -58,7 +58,7 @@ def main(argv=None):
     if a.runs < 1: ap.error("--runs must be at least 1")
     if not (ROOT / ".venv" / ".installed-stamp").is_file(): sys.exit("run `make install` first: this times the tests, not the install")
     sys.path.insert(0, str(ROOT))
-    from vae_course.hardware import cpu_name, cpu_bf16_supported
+    from vae_course.hardware import cpu_summary, cpu_bf16_supported
     env = {**os.environ, **(AVX2 if a.avx2 else {})}
     label = "avx2_standin" if a.avx2 else ("bf16" if cpu_bf16_supported() else "no_bf16")
     runs, out = [], {}
@@ -74,7 +74,7 @@ def main(argv=None):
         finally:
             if keep: restore(keep)
     median = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-    res = dict(machine=f"{cpu_name()}, {'AVX-512 BF16/AMX' if cpu_bf16_supported() else 'no native bf16'}, {os.cpu_count()} cores",
+    res = dict(machine=f"{cpu_summary()}, {os.cpu_count()} cores",
                avx2_standin=a.avx2, cold=a.cold, runs=runs, median_s=median,
                notebooks_s=notebook_seconds(out["nbtest"]), slowest_tests=slowest_tests(out["pytest"]))
     dest = ROOT / "bench" / "results" / f"test_time_{label}{'_cold' if a.cold else ''}.json"

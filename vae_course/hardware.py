@@ -16,10 +16,10 @@ from .core import get_device, fused_ok
 
 # %% auto #0
 __all__ = ['TIERS', 'AMP_MODES', 'OPTIMIZERS', 'SCHEDULES', 'Tier', 'accumulation_step', 'gpu_memory_gb', 'tier_for_memory',
-           'resolve_tier', 'cpu_bf16_supported', 'resolve_amp', 'cpu_name', 'machine_summary', 'reuse_freed_memory',
-           'TrainConfig', 'check_choice', 'make_optimizer', 'cosine_ratio', 'WarmupCosine', 'make_scheduler',
-           'per_step', 'steps_per_epoch', 'saved_activation_bytes', 'dist_info', 'init_distributed', 'is_main_process',
-           'allreduce_grads']
+           'resolve_tier', 'cpu_bf16_supported', 'resolve_amp', 'cpu_name', 'cpu_summary', 'machine_summary',
+           'reuse_freed_memory', 'TrainConfig', 'check_choice', 'make_optimizer', 'cosine_ratio', 'WarmupCosine',
+           'make_scheduler', 'per_step', 'steps_per_epoch', 'saved_activation_bytes', 'dist_info', 'init_distributed',
+           'is_main_process', 'allreduce_grads']
 
 # %% ../nbs/13a_hardware.ipynb #a0d41f7b
 @dataclass(frozen=True)
@@ -122,12 +122,15 @@ def cpu_name() -> str:
     except OSError: pass
     return platform.processor() or platform.machine()
 
+def cpu_summary() -> str:
+    "The CPU's model name and whether it has native bf16 math."
+    return f"{cpu_name()}, {'AVX-512 BF16/AMX' if cpu_bf16_supported() else 'no native bf16 (AVX2 or less)'}"
+
 def machine_summary(device="cpu", amp: str = "none") -> str:
     "One line naming where a run ran: the GPU, or the CPU with its bf16 support and thread count, and the autocast used."
     dev = torch.device(device)
     if dev.type == "cuda": where = f"{torch.cuda.get_device_name(dev)} ({gpu_memory_gb(dev):.0f} GB)"
-    else: where = (f"{cpu_name()}, {'AVX-512 BF16/AMX' if cpu_bf16_supported() else 'no native bf16 (AVX2 or less)'}, "
-                   f"{torch.get_num_threads()} threads")
+    else: where = f"{cpu_summary()}, {torch.get_num_threads()} threads"
     return f"{where}; autocast {amp}"
 
 # %% ../nbs/13a_hardware.ipynb #cba32917
