@@ -2,7 +2,7 @@
 Not a test: run it by hand after `make train`.
 
     python bench/learned_prior.py                                  # runs/main/default_cpu
-    python bench/learned_prior.py RUN_DIR ... --steps 600 --reach 2 4 --hidden 256 --seeds 0 1 2 --flips --temperatures 1 1.5
+    python bench/learned_prior.py RUN_DIR ... --steps 600 --reach 1 2 --hidden 128 256 --segments 0 4 --seeds 0 1 2 --flips --temperatures 1 1.5
 
 For each run and each prior setting it fits the prior on posterior draws of the run's training codes (as the run's
 own samplers are fitted on its training faces), decodes as many samples as there are validation faces, and prints
@@ -16,23 +16,51 @@ fitted prior at other temperatures; the summary's verdict reads temperature 1 on
 Results go to bench/results/learned_prior.{json,md}, and a grid to judge by eye (ten samples a row: the
 reconstructions of unseen faces first, then every learned-prior row in table order) to learned_prior_samples.png.
 """
-import argparse, json, statistics, sys, time
+import argparse, itertools, json, statistics, sys, time
 from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-HEAD = "| samples | FD | precision | recall | nearest train (dB) | nearest valid (dB) | novelty gap (dB) | held-out NLL | fit / sample (s) |"
+HEAD = "| samples | FD | two-sample acc. | precision | recall | nearest train (dB) | nearest valid (dB) | novelty gap (dB) | held-out NLL | fit / sample (s) |"
+
+def setting(reach, hidden, steps, segments=0) -> str:
+    "A learned-prior setting as its rows name it: the window's reach, the rows above (pooled into `segments` stretches, 0: not seen), width and fit steps."
+    return f"reach {reach}, {f'rows above in {segments}' if segments else 'no rows above'}, hidden {hidden}, {steps} steps"
 
 def variant(flips=False, temperature=1) -> str:
     "How a learned-prior row differs from a plain fit sampled at temperature 1, as its labels say it."
     return f"{', + mirrored codes' if flips else ''}{'' if temperature == 1 else f', temperature {temperature:g}'}"
 
+def two_sample_accuracy(fa: torch.Tensor, fb: torch.Tensor, folds: int = 5, l2: float = 1e-2, seed: int = 0) -> float:
+    """A classifier two-sample test (Lopez-Paz & Oquab 2017): the held-out accuracy of a logistic regression telling
+    features `fa` from `fb` (as many of each), 5-fold. 0.5: indistinguishable; 1.0: every image told apart. Unlike the
+    FD it sees each image, so scattered strokes that match the feature statistics on average still give themselves away."""
+    n = min(len(fa), len(fb))
+    g = torch.Generator().manual_seed(seed)
+    x = torch.cat([fa[torch.randperm(len(fa), generator=g)[:n]], fb[torch.randperm(len(fb), generator=g)[:n]]]).double()
+    y = torch.cat([torch.zeros(n), torch.ones(n)]).double()
+    order, right = torch.randperm(2 * n, generator=g), 0
+    for k in range(folds):
+        test = order[k::folds]
+        train = order[torch.ones(2 * n, dtype=torch.bool).index_fill_(0, torch.arange(k, 2 * n, folds), False)]
+        m, sd = x[train].mean(0), x[train].std(0) + 1e-6                       # standardised on the training fold only
+        xt, xv = (x[train] - m) / sd, (x[test] - m) / sd
+        w = torch.zeros(x.shape[1] + 1, dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.LBFGS([w], max_iter=200, line_search_fn="strong_wolfe")
+        def closure():
+            opt.zero_grad()
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(xt @ w[:-1] + w[-1], y[train]) + l2 * w[:-1].pow(2).sum()
+            loss.backward(); return loss
+        opt.step(closure)
+        with torch.no_grad(): right += ((xv @ w[:-1] + w[-1] > 0).double() == y[test]).sum().item()
+    return right / (2 * n)
+
 def judge_run(run, a):
     "Every row of one run's table: controls, the run's fitted samplers, then each learned-prior setting."
     from vae_course.recipes import load_model
     from vae_course.data import OpenMoji
-    from vae_course.metrics import sample_metrics
+    from vae_course.metrics import sample_metrics, emoji_features
     from vae_course.samplers import fit_samplers, decode_samples, nearest_psnr
     from vae_course.learned_prior import ARPriorSampler, fit_ar_prior, held_out_nll, latent_grid
     model = load_model(run).eval()
@@ -50,9 +78,10 @@ def judge_run(run, a):
         copies = decode(mu[torch.randperm(len(mu), generator=torch.Generator().manual_seed(0))[:len(vx)]])
         unseen = decode(vmu)
     base = nearest_psnr(vx, tx, vr).median().item()
-    rows, grid = [], [unseen[:10]]
+    rows, grid, ftx = [], [unseen[:10]], emoji_features(tx, vr)
     def add(name, x, s=None, **extra):
         m = sample_metrics(tx, x, "emoji", vr)
+        extra["c2st"] = two_sample_accuracy(ftx, emoji_features(x, vr))
         near = nearest_psnr(x, tx, vr).median().item()
         rows.append(dict(sampler=name, fd=m["fd"], precision=m["precision"], recall=m["recall"], nearest_train=near,
                          nearest_valid=nearest_psnr(x, vx, vr).median().item() if x is not vx else float("nan"),
@@ -61,20 +90,17 @@ def judge_run(run, a):
     add("control: reconstructions of the unseen faces", unseen)
     add("control: reconstructions of training faces (copies)", copies)
     for name, s in fit_samplers(model, tx).items(): add(name, decode_samples(model, s, len(vx), seed=0), s)
-    for reach in a.reach:
-        for hidden in a.hidden:
-            for steps in a.steps:
-                for flips in ([False, True] if a.flips else [False]):
-                    codes = (torch.cat([mu, mirrored[0]]), torch.cat([logvar, mirrored[1]])) if flips else (mu, logvar)
-                    for seed in a.seeds:
-                        ar = ARPriorSampler(mu.shape[1], shape, reach=reach, hidden=hidden, seed=seed)
-                        t0 = time.perf_counter(); fit_ar_prior(ar, *codes, steps=steps); fit_s = time.perf_counter() - t0
-                        for temp in a.temperatures:
-                            t0 = time.perf_counter(); x = decode_samples(model, ar, len(vx), temp, seed=0); sample_s = time.perf_counter() - t0
-                            add(f"learned prior, reach {reach}, hidden {hidden}, {steps} steps{variant(flips, temp)}, seed {seed}",
-                                x, ar if temp == 1 else None, fit_s=fit_s, sample_s=sample_s,
-                                reach=reach, hidden=hidden, steps=steps, flips=flips, temperature=temp, seed=seed)
-                            grid.append(x[:10].clamp(*vr))
+    flip_options = [False, True] if a.flips else [False]
+    for reach, hidden, steps, segments, flips, seed in itertools.product(a.reach, a.hidden, a.steps, a.segments, flip_options, a.seeds):
+        codes = (torch.cat([mu, mirrored[0]]), torch.cat([logvar, mirrored[1]])) if flips else (mu, logvar)
+        ar = ARPriorSampler(mu.shape[1], shape, reach=reach, hidden=hidden, segments=segments, seed=seed)
+        t0 = time.perf_counter(); fit_ar_prior(ar, *codes, steps=steps); fit_s = time.perf_counter() - t0
+        for temp in a.temperatures:
+            t0 = time.perf_counter(); x = decode_samples(model, ar, len(vx), temp, seed=0); sample_s = time.perf_counter() - t0
+            add(f"learned prior, {setting(reach, hidden, steps, segments)}{variant(flips, temp)}, seed {seed}",
+                x, ar if temp == 1 else None, fit_s=fit_s, sample_s=sample_s, reach=reach, hidden=hidden,
+                steps=steps, segments=segments, flips=flips, temperature=temp, seed=seed)
+            grid.append(x[:10].clamp(*vr))
     facts = json.loads((Path(run) / "metrics.json").read_text())
     info = dict(run=str(run), steps=facts.get("step"), minutes=facts.get("train_seconds", 0) / 60, val_psnr=facts.get("val_psnr"),
                 machine=facts.get("machine"), n_train=len(tx), n_valid=len(vx), shape=list(shape), value_range=list(vr))
@@ -83,18 +109,19 @@ def judge_run(run, a):
 def table(info, rows):
     lines = [f"{info['run']}: {info['steps']} steps in {info['minutes']:.1f} min of training, val PSNR {info['val_psnr']:.2f} dB "
              f"({info['machine']}); latent {tuple(info['shape'])}; {info['n_train']} training and {info['n_valid']} validation faces",
-             "", HEAD, "|" + "---|" * 9]
+             "", HEAD, "|" + "---|" * 10]
     for r in rows:
         t = f"{r['fit_s']:.0f} / {r['sample_s']:.1f}" if "fit_s" in r else ""
         nv = "" if r["nearest_valid"] != r["nearest_valid"] else f"{r['nearest_valid']:.1f}"
         nll = "" if r["nll"] != r["nll"] else f"{r['nll']:.3f}"
-        lines.append(f"| {r['sampler']} | {r['fd']:.0f} | {r['precision']:.2f} | {r['recall']:.2f} | {r['nearest_train']:.1f} | "
+        c2 = f"{r['c2st']:.2f}" if "c2st" in r else ""
+        lines.append(f"| {r['sampler']} | {r['fd']:.0f} | {c2} | {r['precision']:.2f} | {r['recall']:.2f} | {r['nearest_train']:.1f} | "
                      f"{nv} | {r['novelty_gap']:.2f} | {nll} | {t} |")
     settings = {}
     for r in rows:
-        if "fit_s" in r: settings.setdefault((r["reach"], r["hidden"], r["steps"], r.get("flips", False), r.get("temperature", 1)), []).append(r)
-    for (reach, hidden, steps, flips, temp), rs in settings.items():   # medians over seeds, one setting at a time
-        if len(rs) > 1: lines.append(f"\nlearned prior, reach {reach}, hidden {hidden}, {steps} steps{variant(flips, temp)}, medians of {len(rs)} seeds: "
+        if "fit_s" in r: settings.setdefault((r["reach"], r["hidden"], r["steps"], r.get("segments", 0), r.get("flips", False), r.get("temperature", 1)), []).append(r)
+    for (reach, hidden, steps, segments, flips, temp), rs in settings.items():   # medians over seeds, one setting at a time
+        if len(rs) > 1: lines.append(f"\nlearned prior, {setting(reach, hidden, steps, segments)}{variant(flips, temp)}, medians of {len(rs)} seeds: "
                                      f"FD {statistics.median(r['fd'] for r in rs):.0f}, novelty gap {statistics.median(r['novelty_gap'] for r in rs):.2f} dB")
     return lines
 
@@ -110,7 +137,7 @@ def summary(results):
         ars = [r for r in rows if "fit_s" in r and r.get("temperature", 1) == 1]
         best = min(ars, key=lambda r: r["fd"]) if ars else None
         met = best is not None and best["fd"] <= real["fd"] and best["novelty_gap"] <= 1.0
-        b = (f"{best['fd']:.0f} / {best['novelty_gap']:.2f} (reach {best['reach']}, hidden {best['hidden']}, {best['steps']} steps"
+        b = (f"{best['fd']:.0f} / {best['novelty_gap']:.2f} ({setting(best['reach'], best['hidden'], best['steps'], best.get('segments', 0))}"
              f"{variant(best.get('flips', False))})") if best else ""
         lines.append(f"| {info['steps']} ({info['minutes']:.1f}) | {info['val_psnr']:.2f} | {real['fd']:.0f} | {ceil['fd']:.0f} / {ceil['novelty_gap']:.2f} | "
                      f"{gauss['fd']:.0f} / {gauss['novelty_gap']:.2f} | {b} | {'yes' if met else 'no'} |")
@@ -120,7 +147,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("runs", nargs="*", default=[str(ROOT / "runs/main/default_cpu")])
     ap.add_argument("--steps", type=int, nargs="+", default=[600]); ap.add_argument("--seeds", type=int, nargs="+", default=[0])
-    ap.add_argument("--hidden", type=int, nargs="+", default=[256]); ap.add_argument("--reach", type=int, nargs="+", default=[2])
+    ap.add_argument("--hidden", type=int, nargs="+", default=[128]); ap.add_argument("--reach", type=int, nargs="+", default=[1])
+    ap.add_argument("--segments", type=int, nargs="+", default=[4], help="stretches each row above is pooled into (0: the window alone)")
     ap.add_argument("--flips", action="store_true", help="also fit each setting on the training codes plus their mirror images'")
     ap.add_argument("--temperatures", type=float, nargs="+", default=[1.0], help="sample each fitted prior at these temperatures")
     a = ap.parse_args()

@@ -92,7 +92,7 @@ def test_after_run_all_the_browser_shows_the_defaults(lab):
     assert [b.text for b in p.find_elements(By.CSS_SELECTOR, "button.mod-active")] == ["linear"]
     p = _panel(lab, "temperature")
     assert (_readout(_slider(p, "temperature")), _readout(_slider(p, "seed"))) == ("1.00", "0")
-    assert [b.text for b in p.find_elements(By.CSS_SELECTOR, "button.mod-active")] == ["fitted Gaussian"]
+    assert [b.text for b in p.find_elements(By.CSS_SELECTOR, "button.mod-active")] == ["learned prior"]
     p = _panel(lab, "directions")
     assert {_readout(s) for s in p.find_elements(By.CSS_SELECTOR, ".widget-slider")} == {"0.00"}
 
@@ -102,6 +102,7 @@ def test_every_control_changes_its_picture(lab):
     _changes(lab, p, lambda: next(b for b in p.find_elements(By.CSS_SELECTOR, "button") if b.text == "slerp").click(), "slerp")
     p = _panel(lab, "temperature")
     _changes(lab, p, lambda: _slider(p, "temperature").find_element(By.CSS_SELECTOR, ".noUi-handle").send_keys(Keys.ARROW_LEFT), "temperature")
-    _changes(lab, p, lambda: next(b for b in p.find_elements(By.CSS_SELECTOR, "button") if b.text.startswith("prior")).click(), "the prior")
+    for source in ("fitted Gaussian", "prior N(0, I)"):
+        _changes(lab, p, lambda: next(b for b in p.find_elements(By.CSS_SELECTOR, "button") if b.text == source).click(), source)
     p = _panel(lab, "directions")
     _changes(lab, p, lambda: p.find_elements(By.CSS_SELECTOR, ".noUi-handle")[0].send_keys(Keys.ARROW_RIGHT), "a direction")

@@ -226,6 +226,7 @@ def test_sixteen_bit_greyscale_is_scaled_not_clipped(tmp_path):
     (["-p", "num_codes", "64"], "'num_codes' only applies to model='vq'"),
     (["-p", "prior_steps", "10", "-p", "disc_lr", "1e-3"], "'disc_lr', 'prior_steps' only apply to model='vq'"),
     (["--recipe", "anime_vq", "-p", "free_bits", "1.0"], "'free_bits' only applies to model='vae'"),
+    (["--recipe", "anime_vq", "-p", "latent_prior_steps", "10"], "'latent_prior_steps' only applies to model='vae'"),
     (["--recipe", "anime_vq", "-p", "num_codes", "512", "--batch-size", "2"], "set batch_size to at least 8"),
     (["--recipe", "anime_vq", "-p", "block", "conv_relu", "-p", "num_codes", "128", "--batch-size", "4"], "set batch_size to at least 8"),
     (["--device", "bogus"], "parameter 'device': expected 'cpu', 'cuda', 'cuda:N' or 'mps'"),

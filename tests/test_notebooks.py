@@ -37,7 +37,7 @@ def test_batch_over_two_tiers(tmp_path):
     from vae_course.batch import run_batch
     out = tmp_path / "batch"
     runs = run_batch(NB, out, tiers=["smoke", "cpu"], recipes=["default"],
-                     parameters=dict(steps=3, image_size=32, batch_size=8, time_budget_min=1.0, pretrained=False), log=lambda *a: None)
+                     parameters=dict(steps=3, image_size=32, batch_size=8, time_budget_min=1.0, pretrained=False, latent_prior_steps=20), log=lambda *a: None)
     assert [r.status for r in runs] == ["complete", "complete"], [r.error for r in runs]
     for r in runs:
         assert (r.out_dir / "train_vae.ipynb").is_file() and (r.out_dir / "recon.png").is_file()
@@ -46,17 +46,20 @@ def test_batch_over_two_tiers(tmp_path):
     assert "default_smoke" in table and "default_cpu" in table and "val_psnr" in table
     assert (out / "summary.png").is_file()
     again = run_batch(NB, out, tiers=["smoke", "cpu"], recipes=["default"],
-                      parameters=dict(steps=3, image_size=32, batch_size=8, time_budget_min=1.0, pretrained=False), log=lambda *a: None)
+                      parameters=dict(steps=3, image_size=32, batch_size=8, time_budget_min=1.0, pretrained=False, latent_prior_steps=20), log=lambda *a: None)
     assert [r.status for r in again] == ["skipped", "skipped"]
 
 def test_explorer_widgets_respond(shared_run):
     "The latent explorer over a run's model (a shared smoke run; chapter 17 trains its own): moving each control changes the picture it drives."
     from vae_course.explore import load_explorer_model, LatentExplorer
-    model, images, sampler = load_explorer_model(shared_run("default", 3)[0])
-    assert sampler is not None, "a run saves its fitted Gaussian, and the explorer finds it"
-    ex = LatentExplorer(model, images[:16], k=3, sampler=sampler)
+    model, images, samplers = load_explorer_model(shared_run("default", 3)[0])
+    assert list(samplers) == ["fitted Gaussian", "learned prior"], "a run saves both fitted samplers, and the explorer finds them"
+    assert samplers["learned prior"].kind == "ar" and samplers["learned prior"].dim == model.cfg.latent_dim
+    ex = LatentExplorer(model, images[:16], k=3, samplers=samplers)
+    assert ex.source.value == "learned prior"
     for control, value, view in [(ex.b, 7, "interp_view"), (ex.mode, "slerp", "interp_view"),
                                  (ex.temperature, 0.4, "sample_view"), (ex.seed, 3, "sample_view"),
+                                 (ex.source, "fitted Gaussian", "sample_view"), (ex.source, "prior N(0, I)", "sample_view"),
                                  (ex.amounts[0], 2.5, "dir_view"), (ex.a, 4, "dir_view")]:
         before = bytes(getattr(ex, view).value)
         control.value = value

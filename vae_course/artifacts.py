@@ -17,7 +17,8 @@ from .callbacks import Callback, MetricsJSONCB
 # %% auto #0
 __all__ = ['TEMPERATURES', 'SUCCESS_CRITERIA', 'reconstruct', 'recon_psnr', 'first_images', 'PSNRCurveCB', 'LossLogCB',
            'temperature_grid', 'interpolation_grid', 'evaluate', 'save_fig', 'plot_losses', 'plot_psnr_curve',
-           'write_psnr_csv', 'plot_usage', 'save_grids', 'success_report', 'write_artifacts', 'FiguresCB']
+           'write_psnr_csv', 'plot_usage', 'latent_prior_steps', 'save_grids', 'success_report', 'write_artifacts',
+           'FiguresCB']
 
 # %% ../nbs/15b_artifacts.ipynb #9b677bc8
 @torch.no_grad()
@@ -228,11 +229,20 @@ def _sampler_images(train_ds, p: dict) -> torch.Tensor:
     "Training images the samplers are fitted on, kept on the CPU: up to 5,000, and at most ~1 GB of them at large sizes."
     return first_images(train_ds, min(5000, 2**28 // (3 * p["image_size"] ** 2))).float()
 
+def latent_prior_steps(p: dict) -> int:
+    "Steps of the learned prior a VAE run fits after training: `latent_prior_steps`, or by default 600 (20 on the smoke tier)."
+    return p["latent_prior_steps"] if p["latent_prior_steps"] is not None else 20 if p["tier"] == "smoke" else 600
+
 def _generation(model, p: dict, valid_x, train_x, run_dir) -> dict:
-    "A VAE's fitted samplers, sample grids and sample metrics (chapter 10); the metrics' feature network knows OpenMoji only."
-    from vae_course.samplers import report_generation
-    emoji = p["data_source"] == "openmoji"
-    out = report_generation(model, train_x, valid_x, run_dir, p["seed"], "emoji" if emoji else None, tuple(model.value_range))
+    "A VAE's samplers fitted after training (chapters 10, 10b), sample grids and sample metrics; the metrics' feature network knows OpenMoji only."
+    from vae_course.samplers import report_generation, fit_samplers
+    from vae_course.learned_prior import fit_learned_prior
+    emoji, samplers, steps = p["data_source"] == "openmoji", fit_samplers(model, train_x), latent_prior_steps(p)
+    t0 = time.perf_counter()
+    if steps: samplers["ar"] = fit_learned_prior(model, train_x, steps, flips=p["augment_flip"], seed=p["seed"])
+    fit_s = time.perf_counter() - t0
+    out = report_generation(model, train_x, valid_x, run_dir, p["seed"], "emoji" if emoji else None, tuple(model.value_range), samplers)
+    if steps: out.update(gen_ar_fit_steps=steps, gen_ar_fit_seconds=fit_s)
     if not emoji: out["gen_note"] = "no sample metrics: the course's feature network is trained on OpenMoji; use sample_metrics(..., features='inception') online"
     return out
 

@@ -13,8 +13,9 @@ from .core import rng_kept, fmt_num
 from .data import image_grid
 
 # %% auto #0
-__all__ = ['find_run', 'load_explorer_model', 'run_sampler', 'interpolation_strip', 'temperature_samples', 'latent_directions',
-           'move_along', 'to_png', 'LatentExplorer', 'compare_runs', 'comparison_table']
+__all__ = ['EXPLORER_SAMPLERS', 'find_run', 'load_explorer_model', 'run_sampler', 'run_samplers', 'interpolation_strip',
+           'temperature_samples', 'latent_directions', 'move_along', 'to_png', 'LatentExplorer', 'compare_runs',
+           'comparison_table']
 
 # %% ../nbs/17_explore.ipynb #58bfedb7
 def find_run(path) -> Path:
@@ -32,27 +33,35 @@ def load_explorer_model(checkpoint=None,    # a run folder or .ckpt file; None t
                         size: int = 32,     # image size of the tiny model
                         device=None,        # 'cpu', 'cuda', ...; None: automatic
                         out_dir=None):      # where the tiny model's run goes (None: a temporary folder)
-    "A VAE, its validation images `(N, C, H, W)` and its fitted sampler (or None): from `checkpoint`, or a tiny model trained briefly on OpenMoji."
+    "A VAE, its validation images `(N, C, H, W)` and its fitted samplers (`run_samplers`): from `checkpoint`, or a tiny model trained briefly on OpenMoji."
     from vae_course.data import OpenMoji
     from vae_course.recipes import load_model, load_recipe, run_recipe
     if checkpoint is None:
         import tempfile
         out_dir = out_dir or tempfile.mkdtemp(prefix="explore_")
         p = load_recipe("default", tier="smoke", steps=steps, image_size=size, device=device, out_dir=str(out_dir),
-                        time_budget_min=10.0, psnr_every_s=60.0)
+                        time_budget_min=10.0, psnr_every_s=60.0, latent_prior_steps=200)
         checkpoint = run_recipe(p, log=lambda *a: None)
     model = load_model(find_run(checkpoint), device=device)
     if not hasattr(model, "sample"):
         raise ValueError(f"{checkpoint} holds a {type(model).__name__}; the explorer needs a continuous VAE (a vector latent to move along)")
     images = OpenMoji(model.cfg.img_size, "valid", value_range=model.value_range)
-    return model, torch.stack([images[i] for i in range(len(images))]).to(model.device), run_sampler(checkpoint, dim=model.cfg.latent_dim)
+    return model, torch.stack([images[i] for i in range(len(images))]).to(model.device), run_samplers(checkpoint, model.cfg.latent_dim)
+
+EXPLORER_SAMPLERS = {"fitted Gaussian": "gaussian", "learned prior": "ar"}    # what the explorer offers: label -> kind
 
 def run_sampler(checkpoint, kind: str = "gaussian", dim: int | None = None):
-    "The sampler a run fitted after training (chapter 10), checked to draw `dim`-sized codes; None when its folder has none (runs from before samplers)."
+    "The sampler of `kind` a run fitted after training (chapters 10, 10b), checked to draw `dim`-sized codes; None when its folder has none (older runs)."
     from vae_course.samplers import load_sampler, sampler_path
+    from vae_course.learned_prior import LEARNED_SAMPLERS
     run = find_run(checkpoint)
     path = sampler_path(run if run.is_dir() else run.parent, kind)
-    return load_sampler(path, dim) if path.is_file() else None
+    return load_sampler(path, dim, kinds=LEARNED_SAMPLERS) if path.is_file() else None
+
+def run_samplers(checkpoint, dim: int | None = None) -> dict:
+    "The explorer's samplers a run saved, `{label: sampler}` in `EXPLORER_SAMPLERS`' order (empty for a run from before samplers)."
+    found = {label: run_sampler(checkpoint, kind, dim) for label, kind in EXPLORER_SAMPLERS.items()}
+    return {label: s for label, s in found.items() if s is not None}
 
 # %% ../nbs/17_explore.ipynb #d583b778
 @torch.no_grad()
@@ -101,9 +110,9 @@ def to_png(x: torch.Tensor, value_range=(0, 1), nrow: int = 8, scale: int = 2) -
 # %% ../nbs/17_explore.ipynb #809544cb
 class LatentExplorer:
     "ipywidgets for interpolation, temperature sampling and latent directions of a VAE."
-    def __init__(self, model, images: torch.Tensor, k: int = 4, method: str = "pca", steps: int = 8, sampler=None):
+    def __init__(self, model, images: torch.Tensor, k: int = 4, method: str = "pca", steps: int = 8, samplers: dict | None = None):
         import ipywidgets as W
-        self.model, self.images, self.steps, self.sampler = model.eval(), images, steps, sampler
+        self.model, self.images, self.steps, self.samplers = model.eval(), images, steps, dict(samplers or {})
         self.vr = model.value_range
         self.mean, self.dirs, self.stds = latent_directions(model, images, k, method)
         n = len(images) - 1
@@ -111,8 +120,8 @@ class LatentExplorer:
         self.mode = W.ToggleButtons(options=["linear", "slerp"], description="path")
         wide = {"description_width": "initial"}                                      # labels are never cut off
         self.temperature = W.FloatSlider(1.0, min=0.1, max=2.0, step=0.1, description="temperature", style=wide)
-        self.source = W.ToggleButtons(options=["prior N(0, I)"] + (["fitted Gaussian"] if sampler is not None else []),
-                                      value="fitted Gaussian" if sampler is not None else "prior N(0, I)", description="codes from", style=wide)
+        sources = ["prior N(0, I)", *self.samplers]                                 # the last: the best sampler the run has
+        self.source = W.ToggleButtons(options=sources, value=sources[-1], description="codes from", style=wide)
         self.seed = W.IntSlider(0, 0, 100, description="seed", style=wide)
         self.amounts = [W.FloatSlider(0.0, min=-3, max=3, step=0.25, description=f"{method} {i}") for i in range(len(self.dirs))]
         self.interp_view, self.sample_view, self.dir_view = W.Image(format="png"), W.Image(format="png"), W.Image(format="png")
@@ -139,7 +148,7 @@ class LatentExplorer:
         for c, v in self.defaults.items(): c.value = v
 
     def draw_samples(self):
-        sampler = self.sampler if self.source.value == "fitted Gaussian" else None
+        sampler = self.samplers.get(self.source.value)                               # None: the prior
         self.sample_view.value = to_png(temperature_samples(self.model, 16, self.temperature.value, self.seed.value, sampler), self.vr)
 
     def draw_directions(self):

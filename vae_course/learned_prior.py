@@ -14,8 +14,8 @@ from .core import rng_kept
 from .samplers import LatentSampler, SAMPLERS
 
 # %% auto #0
-__all__ = ['LEARNED_SAMPLERS', 'causal_mask', 'pad_grid', 'causal_windows', 'window_at', 'ARPriorSampler', 'fit_ar_prior',
-           'latent_grid', 'held_out_nll']
+__all__ = ['LEARNED_SAMPLERS', 'causal_mask', 'pad_grid', 'causal_windows', 'window_at', 'rows_above', 'ARPriorSampler',
+           'fit_ar_prior', 'latent_grid', 'posterior_codes', 'fit_learned_prior', 'held_out_nll']
 
 # %% ../nbs/10b_learned_prior.ipynb #b1e32a5a
 def causal_mask(reach: int) -> torch.Tensor:
@@ -38,16 +38,25 @@ def window_at(padded: torch.Tensor, i: int, j: int, reach: int) -> torch.Tensor:
     w = padded[:, :, i:i + reach + 1, j:j + 2 * reach + 1]
     return w[:, :, causal_mask(reach)].flatten(1)
 
+# %% ../nbs/10b_learned_prior.ipynb #b8d2f3a1
+def rows_above(y: torch.Tensor, segments: int) -> torch.Tensor:
+    "For each row i of `(N, C, H, W)` codes: rows 0..i-1 averaged over `segments` stretches of columns, later rows zero. `(N, H, C H segments)`."
+    N, C, H, W = y.shape
+    pooled = F.adaptive_avg_pool2d(y, (H, segments))                             # (N, C, H, segments)
+    above = torch.ones(H, H, dtype=y.dtype, device=y.device).tril(-1)            # [i, i2] = 1: row i2 is above row i
+    return (pooled[:, None] * above[None, :, None, :, None]).flatten(2)
+
 # %% ../nbs/10b_learned_prior.ipynb #373badaa
 class ARPriorSampler(LatentSampler):
-    "p(z) = Π_t p(z_t | causal window, position) over a `(C, H, W)` latent grid, a mixture of `k` diagonal Gaussians per position."
+    "p(z) = Π_t p(z_t | causal window, rows above, position) over a `(C, H, W)` latent grid, a mixture of `k` diagonal Gaussians per position."
     kind = "ar"
-    def __init__(self, dim: int, shape=None, reach: int = 2, hidden: int = 256, k: int = 5, seed: int = 0):
+    def __init__(self, dim: int, shape=None, reach: int = 1, hidden: int = 128, k: int = 5, segments: int = 4, seed: int = 0):
         super().__init__(dim)
         self.shape = tuple(shape) if shape else (1, 1, dim)           # a flat latent: one row of d positions
         C, H, W = self.shape
         if C * H * W != dim: raise ValueError(f"a latent grid of shape {self.shape} holds {C * H * W} numbers, not dim={dim}")
-        self.reach, self.hidden, self.k, self.seed = reach, hidden, k, seed
+        self.reach, self.hidden, self.k, self.segments, self.seed = reach, hidden, k, segments, seed
+        self.stretches = min(segments, W) if H > 1 else 0              # one row has nothing above it
         self.register_buffer("center", torch.zeros(C, 1, 1))
         self.register_buffer("scale", torch.ones(C, 1, 1))
         with rng_kept():                                                  # the initial weights follow `seed` alone
@@ -56,9 +65,10 @@ class ARPriorSampler(LatentSampler):
             self.position = nn.Parameter(torch.zeros(H * W, hidden))
             self.net = nn.Sequential(nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(),
                                      nn.Linear(hidden, k * (1 + 2 * C)))
+            self.rows = nn.Linear(C * H * self.stretches, hidden) if self.stretches else None
 
     def config(self) -> dict:
-        return dict(dim=self.dim, shape=list(self.shape), reach=self.reach, hidden=self.hidden, k=self.k, seed=self.seed)
+        return dict(dim=self.dim, shape=list(self.shape), reach=self.reach, hidden=self.hidden, k=self.k, segments=self.segments, seed=self.seed)
 
     def mixture(self, h: torch.Tensor):
         "Network features `(..., hidden)` -> log weights `(..., k)`, means and log-stds `(..., k, C)` of the standardised code."
@@ -67,11 +77,17 @@ class ARPriorSampler(LatentSampler):
         logits, rest = out[..., :self.k], out[..., self.k:].unflatten(-1, (self.k, 2 * C))
         return logits.log_softmax(-1), rest[..., :C], rest[..., C:].clamp(-7, 3)
 
+    def conditionals(self, y: torch.Tensor):
+        "Every position's mixture given its past, for standardised `(N, C, H, W)` codes: `(N, T, k)`, `(N, T, k, C)`, `(N, T, k, C)`."
+        h = self.window(causal_windows(y, self.reach)) + self.position
+        if self.rows is not None: h = h + self.rows(rows_above(y, self.stretches)).repeat_interleave(self.shape[2], 1)
+        return self.mixture(h)
+
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         "log p(z) in nats for flat `(N, dim)` codes: `(N,)`."
         C, H, W = self.shape
         y = (z.reshape(-1, C, H, W).float() - self.center) / self.scale
-        logw, m, ls = self.mixture(self.window(causal_windows(y, self.reach)) + self.position)   # (N, T, k), (N, T, k, C)
+        logw, m, ls = self.conditionals(y)                                                        # (N, T, k), (N, T, k, C)
         x = y.flatten(2).transpose(1, 2)[:, :, None]                                              # (N, T, 1, C)
         per = (-0.5 * ((x - m) / ls.exp()) ** 2 - ls - 0.5 * math.log(2 * math.pi)).sum(-1)      # (N, T, k)
         return torch.logsumexp(logw + per, -1).sum(1) - H * W * self.scale.log().sum()           # back to z's own units
@@ -80,10 +96,11 @@ class ARPriorSampler(LatentSampler):
     def sample(self, n, temperature=1.0, generator=None):
         C, H, W = self.shape
         r, rows = self.reach, torch.arange(n)
-        grid = pad_grid(torch.zeros(n, C, H, W), r)                                              # filled in raster order
+        grid, above = pad_grid(torch.zeros(n, C, H, W), r), 0                                   # filled in raster order
         for t in range(H * W):
             i, j = divmod(t, W)
-            logw, m, ls = self.mixture(self.window(window_at(grid, i, j, r)) + self.position[t])  # (n, k), (n, k, C)
+            if j == 0 and self.rows is not None: above = self.rows(rows_above(grid[:, :, r:, r:W + r], self.stretches)[:, i])
+            logw, m, ls = self.mixture(self.window(window_at(grid, i, j, r)) + self.position[t] + above)  # (n, k), (n, k, C)
             c = torch.multinomial(logw.exp().double(), 1, generator=generator)[:, 0]
             eps = self._randn(n, C, generator=generator).float()
             grid[:, :, i + r, j + r] = m[rows, c] + temperature * ls[rows, c].exp() * eps
@@ -118,6 +135,21 @@ LEARNED_SAMPLERS = {**SAMPLERS, ARPriorSampler.kind: ARPriorSampler}
 def latent_grid(cfg) -> tuple:
     "The `(C, H, W)` grid a VAE config's latent is (a flat latent: one row of d positions), the `shape` of its `ARPriorSampler`."
     return (cfg.latent_ch, cfg.latent_res, cfg.latent_res) if cfg.latent == "spatial" else (1, 1, cfg.latent_dim)
+
+@torch.no_grad()
+def posterior_codes(model, images: torch.Tensor, flips: bool = False, batch_size: int = 256) -> tuple:
+    "Posterior means and log-variances `(N, d)` of `images` on the CPU; with `flips`, their mirror images' after them, `(2N, d)`."
+    model.eval(); dev = next(model.parameters()).device
+    x = torch.cat([images, images.flip(-1)]) if flips else images
+    mu, logvar = zip(*[model.encode(b.to(dev).float()) for b in x.split(batch_size)])
+    return torch.cat(mu).flatten(1).float().cpu(), torch.cat(logvar).flatten(1).float().cpu()
+
+def fit_learned_prior(model, images: torch.Tensor, steps: int = 600, flips: bool = False, seed: int = 0, **kw) -> ARPriorSampler:
+    "An `ARPriorSampler` over `model`'s latent grid fitted on posterior draws of `images` (`flips`: and of their mirror images, for a run that trains on them)."
+    mu, logvar = posterior_codes(model, images, flips)
+    prior = ARPriorSampler(mu.shape[1], latent_grid(model.cfg), seed=seed, **kw)
+    fit_ar_prior(prior, mu, logvar, steps=steps)
+    return prior
 
 # %% ../nbs/10b_learned_prior.ipynb #08840da7
 @torch.no_grad()

@@ -172,6 +172,12 @@ PARAMS.update(  # quality guidance (VAE)
     quality_checkpoint=_P(None, "str", "a saved QualityNet; None trains a tiny one on the training images first", optional=True),
 )
 
+# %% ../nbs/15a_params.ipynb #e3a9c7d1
+PARAMS.update(  # after training (VAE)
+    latent_prior_steps=_P(None, "int", "VAE: steps fitting the learned prior over the latent grid (chapter 10b) after training, saved as "
+                          "sampler_ar.safetensors (0: none; None: 600, or 20 on the smoke tier)", lo=0, optional=True),
+)
+
 # %% ../nbs/15a_params.ipynb #76fcc953
 PARAMS.update(  # VQ / VQ-GAN
     vq_weight=_P(1.0, "float", "weight of the quantizer's loss", lo=0),
@@ -220,7 +226,7 @@ LOCATION = ("tier", "device", "out_dir", "resume")   # where a run happens: not 
 VAE_ONLY = ("latent_dim", "latent", "latent_ch", "kl_weight", "kl_reduction", "kl_schedule", "kl_step", "kl_warmup", "kl_cycle_period",
             "kl_cooldown_epochs", "kl_cooldown_reduction", "kl_beta_floor", "kl_floor_growth", "kl_target_low", "kl_target_high",
             "learned_variance", "nll",
-            "free_bits", "quality_weight", "quality_checkpoint")
+            "free_bits", "quality_weight", "quality_checkpoint", "latent_prior_steps")
 VQ_ONLY = ("num_codes", "code_dim", "vq_weight", "gan_weight", "gan_start", "gan_ramp", "gan_adaptive", "disc_lr", "prior_steps",
            "codebook_init_images")
 

@@ -15,9 +15,9 @@ from .core import save_tensors, load_tensors
 from .metrics import posterior_means, sample_metrics
 
 # %% auto #0
-__all__ = ['SAMPLERS', 'FITTED', 'aggregate_posterior', 'gaussian_kl_to_prior', 'marginal_kl', 'elbo_decomposition',
-           'LatentSampler', 'PriorSampler', 'GaussianSampler', 'GMMSampler', 'save_sampler', 'load_sampler',
-           'fit_samplers', 'decode_samples', 'nearest_psnr', 'novelty_gap', 'sampler_path', 'report_generation']
+__all__ = ['SAMPLERS', 'aggregate_posterior', 'gaussian_kl_to_prior', 'marginal_kl', 'elbo_decomposition', 'LatentSampler',
+           'PriorSampler', 'GaussianSampler', 'GMMSampler', 'save_sampler', 'load_sampler', 'fit_samplers',
+           'decode_samples', 'nearest_psnr', 'novelty_gap', 'sampler_path', 'report_generation']
 
 # %% ../nbs/10_samplers.ipynb #337cd2bc
 def aggregate_posterior(mu: torch.Tensor, logvar: torch.Tensor) -> dict:
@@ -218,8 +218,6 @@ def decode_samples(model, sampler: LatentSampler, n: int, temperature: float = 1
     return torch.cat([model.decode(b).float() for b in z.split(batch_size)])
 
 # %% ../nbs/10_samplers.ipynb #e212e785
-FITTED = ("gaussian", "gmm")   # the samplers a run fits and saves, next to the prior
-
 @torch.no_grad()
 def nearest_psnr(x: torch.Tensor, ref: torch.Tensor, value_range=(0, 1), batch_size: int = 64) -> torch.Tensor:
     "PSNR (dB) of each image of `x` to its nearest image in `ref`: `(N,)`. Far above held-out data's value: copies, not new images."
@@ -238,11 +236,11 @@ def sampler_path(run_dir, kind: str) -> Path: return Path(run_dir) / f"sampler_{
 
 @torch.no_grad()
 def report_generation(model, train_x: torch.Tensor, valid_x: torch.Tensor, run_dir=None, seed: int = 0,
-                      features="emoji", value_range=(0, 1)) -> dict:
-    """Fit the samplers on the codes of `train_x`, save them and a grid of samples of each in `run_dir`, and judge
-    `len(valid_x)` samples of each against `train_x` (`features=None`: no metrics), next to `valid_x` itself."""
+                      features="emoji", value_range=(0, 1), samplers: dict | None = None) -> dict:
+    """Save `samplers` (None: `fit_samplers` on `train_x`; the prior N(0, I) is never saved) and a grid of samples of each
+    in `run_dir`, and judge `len(valid_x)` samples of each against `train_x` (`features=None`: no metrics), next to `valid_x`."""
     from vae_course.data import save_grid
-    samplers, out = fit_samplers(model, train_x), {}
+    samplers, out = fit_samplers(model, train_x) if samplers is None else samplers, {}
     n = len(valid_x)
     out["gen_real_nearest_psnr"] = nearest_psnr(valid_x, train_x, value_range).median().item()
     if features is not None:
@@ -251,7 +249,7 @@ def report_generation(model, train_x: torch.Tensor, valid_x: torch.Tensor, run_d
         imgs = decode_samples(model, s, max(n, 32), seed=seed)
         if run_dir is not None:
             save_grid(imgs[:32], Path(run_dir) / f"samples_{name}.png", nrow=8, value_range=value_range)
-            if name in FITTED: save_sampler(s, sampler_path(run_dir, name))
+            if name != "prior": save_sampler(s, sampler_path(run_dir, name))
         out[f"gen_{name}_nearest_psnr"] = nearest_psnr(imgs[:n], train_x, value_range).median().item()
         out[f"gen_{name}_nearest_valid_psnr"] = nearest_psnr(imgs[:n], valid_x, value_range).median().item()
         out[f"gen_{name}_novelty_gap_db"] = out[f"gen_{name}_nearest_psnr"] - out["gen_real_nearest_psnr"]
