@@ -30,8 +30,10 @@ def train_once(i: int) -> Path:
     return dest
 
 def median_row(ms: list, key: str) -> str:
-    vals = [m[key] for m in ms if m.get(key) is not None]
-    return f"{statistics.median(vals):.{0 if key.endswith('_fd') else 2}f} ({min(vals):.{0 if key.endswith('_fd') else 2}f}–{max(vals):.{0 if key.endswith('_fd') else 2}f})"
+    "The median of `key` over the runs' metrics, its range in brackets where it varies (FDs without decimals)."
+    vals, d = [m[key] for m in ms if m.get(key) is not None], 0 if key.endswith("_fd") else 2
+    spread = f" ({min(vals):.{d}f}–{max(vals):.{d}f})" if f"{min(vals):.{d}f}" != f"{max(vals):.{d}f}" else ""
+    return f"{statistics.median(vals):.{d}f}{spread}"
 
 def table(ms: list) -> list:
     "Medians (and ranges) over the runs of every sampler's FD and novelty gap, and the run facts."
