@@ -95,7 +95,7 @@ class ARPriorSampler(LatentSampler):
     @torch.no_grad()
     def sample(self, n, temperature=1.0, generator=None):
         C, H, W = self.shape
-        r, rows = self.reach, torch.arange(n)
+        r, idx = self.reach, torch.arange(n)
         grid, above = pad_grid(torch.zeros(n, C, H, W), r), 0                                   # filled in raster order
         for t in range(H * W):
             i, j = divmod(t, W)
@@ -103,7 +103,7 @@ class ARPriorSampler(LatentSampler):
             logw, m, ls = self.mixture(self.window(window_at(grid, i, j, r)) + self.position[t] + above)  # (n, k), (n, k, C)
             c = torch.multinomial(logw.exp().double(), 1, generator=generator)[:, 0]
             eps = self._randn(n, C, generator=generator).float()
-            grid[:, :, i + r, j + r] = m[rows, c] + temperature * ls[rows, c].exp() * eps
+            grid[:, :, i + r, j + r] = m[idx, c] + temperature * ls[idx, c].exp() * eps
         return (grid[:, :, r:, r:W + r] * self.scale + self.center).flatten(1)
 
 # %% ../nbs/10b_learned_prior.ipynb #bed6946e
@@ -140,8 +140,9 @@ def latent_grid(cfg) -> tuple:
 def posterior_codes(model, images: torch.Tensor, flips: bool = False, batch_size: int = 256) -> tuple:
     "Posterior means and log-variances `(N, d)` of `images` on the CPU; with `flips`, their mirror images' after them, `(2N, d)`."
     model.eval(); dev = next(model.parameters()).device
-    x = torch.cat([images, images.flip(-1)]) if flips else images
-    mu, logvar = zip(*[model.encode(b.to(dev).float()) for b in x.split(batch_size)])
+    encode = lambda b: model.encode(b.to(dev).float())
+    batches = images.split(batch_size)                                # batch by batch: no second copy of the images
+    mu, logvar = zip(*[encode(b) for b in batches], *([encode(b.flip(-1)) for b in batches] if flips else []))
     return torch.cat(mu).flatten(1).float().cpu(), torch.cat(logvar).flatten(1).float().cpu()
 
 def fit_learned_prior(model, images: torch.Tensor, steps: int = 600, flips: bool = False, seed: int = 0, **kw) -> ARPriorSampler:
