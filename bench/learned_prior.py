@@ -62,7 +62,7 @@ def judge_run(run, a):
     from vae_course.data import OpenMoji
     from vae_course.metrics import sample_metrics, emoji_features
     from vae_course.samplers import fit_samplers, decode_samples, nearest_psnr
-    from vae_course.learned_prior import ARPriorSampler, fit_ar_prior, held_out_nll, latent_grid
+    from vae_course.learned_prior import ARPriorSampler, fit_ar_prior, held_out_nll, latent_grid, posterior_codes
     model = load_model(run).eval()
     cfg, vr = model.cfg, tuple(model.value_range)
     if cfg.latent != "spatial": sys.exit(f"{run}: a flat latent; this benchmark compares priors over a latent grid")
@@ -70,10 +70,9 @@ def judge_run(run, a):
     load = lambda split: (lambda ds: torch.stack([ds[i] for i in range(len(ds))]))(OpenMoji(cfg.img_size, split, value_range=vr))
     tx, vx = load("train"), load("valid")
     with torch.no_grad():
-        encode = lambda x: tuple(torch.cat(t) for t in zip(*[model.encode(b) for b in x.split(256)]))
-        mu, logvar = encode(tx)
-        mirrored = encode(tx.flip(-1)) if a.flips else None               # the run trains on mirror images too (augment_flip)
-        vmu = encode(vx)[0]
+        mu, logvar = posterior_codes(model, tx)
+        mirrored = posterior_codes(model, tx.flip(-1)) if a.flips else None   # the run trains on mirror images too (augment_flip)
+        vmu = posterior_codes(model, vx)[0]
         decode = lambda z: torch.cat([model.decode(b) for b in z.split(256)]).clamp(*vr)
         copies = decode(mu[torch.randperm(len(mu), generator=torch.Generator().manual_seed(0))[:len(vx)]])
         unseen = decode(vmu)
