@@ -18,8 +18,9 @@ sys.path.insert(0, str(ROOT))
 OUT = ROOT / "bench" / "results" / "main_job"
 RUN = ROOT / "runs" / "main" / "default_cpu"
 FIGURE = ROOT / "bench" / "figures" / "main_job_samples.png"         # the README's grid: committed, unlike results/
-SAMPLERS = dict(real="unseen real faces (the bar)", prior="prior N(0, I)", gaussian="fitted Gaussian",
-                gmm="fitted mixture (10 components)", ar="learned prior (chapter 10b)")
+LABELS = dict(                                                      # how the table and the grid name each sampler
+    real="unseen real faces (the bar)", prior="prior N(0, I)", gaussian="fitted Gaussian",
+    gmm="fitted mixture (10 components)", ar="learned prior (chapter 10b)")
 
 def train_once(i: int) -> Path:
     "One `make train`; its run folder copied to OUT/<i> (with best.ckpt, without last.ckpt and the TensorBoard logs)."
@@ -41,7 +42,7 @@ def table(ms: list) -> list:
              f"(train {median_row(ms, 'train_psnr')}); machines: {'; '.join(sorted({m['machine'] for m in ms}))}",
              f"learned prior fit: {median_row(ms, 'gen_ar_fit_seconds')} s for {ms[0].get('gen_ar_fit_steps')} steps", "",
              "| samples | FD ↓ | novelty gap (dB) | precision | recall | nearest training image (dB) |", "|---|---|---|---|---|---|"]
-    for k, label in SAMPLERS.items():
+    for k, label in LABELS.items():
         if f"gen_{k}_fd" not in ms[0]: continue
         gap = "0 (by definition)" if k == "real" else median_row(ms, f"gen_{k}_novelty_gap_db")
         lines.append(f"| {label} | {median_row(ms, f'gen_{k}_fd')} | {gap} | {median_row(ms, f'gen_{k}_precision')} | "
@@ -60,10 +61,10 @@ def sample_grid(run: Path, path: Path, n: int = 10):
     from vae_course.explore import run_sampler
     model = load_model(run, device="cpu").eval()
     vr, valid = tuple(model.value_range), OpenMoji(model.cfg.img_size, "valid", value_range=model.value_range)
-    rows = {SAMPLERS["real"]: torch.stack([valid[i] for i in torch.linspace(0, len(valid) - 1, n).long().tolist()])}   # spread over the split
+    rows = {LABELS["real"]: torch.stack([valid[i] for i in torch.linspace(0, len(valid) - 1, n).long().tolist()])}   # spread over the split
     for k in ("prior", "gaussian", "gmm", "ar"):
         s = PriorSampler(model.cfg.latent_dim) if k == "prior" else run_sampler(run, k, model.cfg.latent_dim)
-        if s is not None: rows[SAMPLERS[k]] = decode_samples(model, s, n, seed=0).clamp(*vr)
+        if s is not None: rows[LABELS[k]] = decode_samples(model, s, n, seed=0).clamp(*vr)
     fig = show_rows(rows, vr, size=0.8)
     fig.savefig(path, dpi=80, bbox_inches="tight")
 
