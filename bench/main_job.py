@@ -1,6 +1,6 @@
 """The main job's numbers for the README: `make train` several times, then the medians of what each run's
-metrics.json says (validation PSNR, and each sampler's FD and novelty gap against the training faces) and a labelled
-grid of one run's samples to judge by eye. Not a test: run it by hand on a quiet machine.
+metrics.json says (validation PSNR, and each sampler's FD, novelty gap and two-sample accuracy against the training
+faces) and a labelled grid of one run's samples to judge by eye. Not a test: run it by hand on a quiet machine.
 
     python bench/main_job.py --runs 3                 # three `make train` runs (about 6 min each), then the table
     python bench/main_job.py --collect                # the table again from the runs already in bench/results/main_job/
@@ -33,22 +33,25 @@ def train_once(i: int) -> Path:
 def median_row(ms: list, key: str) -> str:
     "The median of `key` over the runs' metrics, its range in brackets where it varies (FDs without decimals)."
     vals, d = [m[key] for m in ms if m.get(key) is not None], 0 if key.endswith("_fd") else 2
+    if not vals: return ""                                            # runs from before the metric existed
     spread = f" ({min(vals):.{d}f}–{max(vals):.{d}f})" if f"{min(vals):.{d}f}" != f"{max(vals):.{d}f}" else ""
     return f"{statistics.median(vals):.{d}f}{spread}"
 
 def table(ms: list) -> list:
-    "Medians (and ranges) over the runs of every sampler's FD and novelty gap, and the run facts."
+    "Medians (and ranges) over the runs of every sampler's FD, novelty gap, two-sample accuracy, precision and recall, and the run facts."
     lines = [f"{len(ms)} runs of `make train`: {', '.join(str(m['step']) for m in ms)} steps; val PSNR {median_row(ms, 'val_psnr')} dB "
              f"(train {median_row(ms, 'train_psnr')}); machines: {'; '.join(sorted({m['machine'] for m in ms}))}",
              f"learned prior fit: {median_row(ms, 'gen_ar_fit_seconds')} s for {ms[0].get('gen_ar_fit_steps')} steps", "",
-             "| samples | FD ↓ | novelty gap (dB) | precision | recall | nearest training image (dB) |", "|---|---|---|---|---|---|"]
+             "| samples | FD ↓ | novelty gap (dB) | two-sample acc. ↓ | precision | recall | nearest training image (dB) |", "|---|---|---|---|---|---|---|"]
     for k, label in LABELS.items():
         if f"gen_{k}_fd" not in ms[0]: continue
         gap = "0 (by definition)" if k == "real" else median_row(ms, f"gen_{k}_novelty_gap_db")
-        lines.append(f"| {label} | {median_row(ms, f'gen_{k}_fd')} | {gap} | {median_row(ms, f'gen_{k}_precision')} | "
+        lines.append(f"| {label} | {median_row(ms, f'gen_{k}_fd')} | {gap} | {median_row(ms, f'gen_{k}_c2st')} | {median_row(ms, f'gen_{k}_precision')} | "
                      f"{median_row(ms, f'gen_{k}_recall')} | {median_row(ms, f'gen_{k}_nearest_psnr')} |")
     met = [m["gen_ar_fd"] <= m["gen_real_fd"] and m["gen_ar_novelty_gap_db"] <= 1.0 for m in ms if "gen_ar_fd" in m]
+    told = [m["gen_ar_c2st"] <= m["gen_real_c2st"] for m in ms if "gen_ar_c2st" in m]
     lines += ["", f"learned prior at temperature 1: FD at or below unseen real faces' and novelty gap at most 1 dB in {sum(met)} of {len(met)} runs"]
+    if told: lines.append(f"learned prior: told from training faces no more often than unseen real faces in {sum(told)} of {len(told)} runs")
     return lines
 
 @torch.no_grad()

@@ -341,7 +341,8 @@ def test_sample_metrics_never_fall_back_to_random_inception(monkeypatch):
         with pytest.raises(WeightsUnavailableError, match="pretrained=False"): sample_metrics(x, x, features="inception")
     with pytest.raises(ValueError, match="'emoji', 'inception'"): sample_metrics(x, x, features="clip")
     m = sample_metrics(x, x.flip(-1), features=lambda t: t.mean((2, 3)))                  # any feature function
-    assert set(m) == {"fd", "kid", "kid_std", "precision", "recall"}
+    assert set(m) == {"fd", "kid", "kid_std", "precision", "recall", "c2st"}
+    assert 0 <= sample_metrics(x[:4], x[2:], features=lambda t: t.mean((2, 3)))["c2st"] <= 1   # four images a set: four folds
 
 def test_feature_network_is_made_when_missing(tmp_path, monkeypatch):
     "On a fresh clone the course's feature network is trained on first use, even from inside torch.no_grad(), then cached."

@@ -19,7 +19,7 @@ __all__ = ['MS_SSIM_WEIGHTS', 'FEATURE_SIZE', 'FEATURE_VERSION', 'mse', 'psnr', 
            'dequantize', 'discretized_gaussian_log_likelihood', 'calibrated_obs_logvar', 'bits_per_dim',
            'iwae_bits_per_dim', 'posterior_means', 'model_active_units', 'frechet_distance', 'inception_features',
            'fid', 'EmojiFeatureNet', 'train_feature_net', 'emoji_feature_net', 'emoji_features', 'kid',
-           'precision_recall', 'sample_metrics']
+           'precision_recall', 'two_sample_accuracy', 'sample_metrics']
 
 # %% ../nbs/08_metrics.ipynb #613ee16a
 def _per_image(v: torch.Tensor, reduction: str) -> torch.Tensor:
@@ -386,11 +386,39 @@ def precision_recall(f_real: torch.Tensor, f_fake: torch.Tensor, k: int = 3) -> 
     inside = lambda pts, ref, r: (torch.cdist(pts, ref) <= r[None]).any(1).double().mean().item()
     return inside(ff, fr, _knn_radii(fr, k)), inside(fr, ff, _knn_radii(ff, k))
 
+
+# %% ../nbs/08_metrics.ipynb #6ff8be9a
+def two_sample_accuracy(f_real: torch.Tensor, f_fake: torch.Tensor, folds: int = 5, l2: float = 1e-2, seed: int = 0) -> float:
+    "Classifier two-sample test (Lopez-Paz & Oquab 2017): held-out accuracy of a logistic regression telling `f_fake` from as many `f_real`, `folds`-fold."
+    n = min(len(f_real), len(f_fake))
+    if n < folds: raise ValueError(f"the two-sample test needs at least {folds} feature vectors per set, got {n}")
+    g = torch.Generator().manual_seed(seed)
+    pick = lambda f: f[torch.randperm(len(f), generator=g)[:n]].double()
+    x, y = torch.cat([pick(f_real), pick(f_fake)]), torch.cat([torch.zeros(n), torch.ones(n)]).double()
+    order, right = torch.randperm(2 * n, generator=g), 0
+    for k in range(folds):
+        held = torch.zeros(2 * n, dtype=torch.bool); held[order[k::folds]] = True
+        m, sd = x[~held].mean(0), x[~held].std(0) + 1e-6                    # standardised on the training folds only
+        right += (_logistic_fit(((x[~held] - m) / sd), y[~held], l2)((x[held] - m) / sd) == y[held]).sum().item()
+    return right / (2 * n)
+
+def _logistic_fit(x: torch.Tensor, y: torch.Tensor, l2: float):
+    "An L2-regularised logistic regression fitted by L-BFGS: a function features -> predicted labels (0. or 1.)."
+    w = torch.zeros(x.shape[1] + 1, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w], max_iter=200, line_search_fn="strong_wolfe")
+    def closure():
+        opt.zero_grad()
+        loss = F.binary_cross_entropy_with_logits(x @ w[:-1] + w[-1], y) + l2 * w[:-1].pow(2).sum()
+        loss.backward(); return loss
+    with torch.enable_grad(): opt.step(closure)
+    return lambda v: (v @ w[:-1].detach() + w[-1].detach() > 0).double()
+
+# %% ../nbs/08_metrics.ipynb #c3a6628f
 def sample_metrics(real: torch.Tensor,          # reference images (e.g. the training set), in value_range
                    fake: torch.Tensor,          # images to judge (samples, or held-out real images as a baseline)
                    features="emoji",            # 'emoji' (the course's offline network), 'inception' (FID proper) or a callable
                    value_range=(0, 1), k: int = 3, pretrained: bool = True) -> dict:
-    "Fréchet distance, KID and k-NN precision/recall of `fake` against `real` in one feature space, as a dict."
+    "Fréchet distance, KID, k-NN precision/recall and the two-sample accuracy (`c2st`) of `fake` against `real` in one feature space, as a dict."
     if callable(features): fn = features
     elif features == "emoji": fn = lambda t: emoji_features(t, value_range)
     elif features == "inception": fn = lambda t: inception_features(t, pretrained, value_range)
@@ -399,4 +427,6 @@ def sample_metrics(real: torch.Tensor,          # reference images (e.g. the tra
     if min(len(fr), len(ff)) < 2: raise ValueError("sample metrics need at least 2 images per set (hundreds for stable values)")
     p, r = precision_recall(fr, ff, k)
     km, ks = kid(fr, ff)
-    return dict(fd=frechet_distance(*_stats(fr), *_stats(ff)).item(), kid=km, kid_std=ks, precision=p, recall=r)
+    return dict(fd=frechet_distance(*_stats(fr), *_stats(ff)).item(), kid=km, kid_std=ks, precision=p, recall=r,
+                c2st=two_sample_accuracy(fr, ff, folds=min(5, len(fr), len(ff))))
+

@@ -409,8 +409,8 @@ def _train(p: dict, ckpt, run_dir: Path, callbacks, log) -> Path:
     log(f"done in {trainer.step} steps: " + ", ".join(f"{k} {fmt_num(v)}" for k, v in m.items() if isinstance(v, float) and not k.startswith("gen_"))
         + f"; on {machine_summary(trainer.cfg.device, trainer.cfg.amp)}")
     if "gen_prior_fd" in m:
-        log("samples against the training images, FD / novelty gap / precision / recall: " + ", ".join(
-            f"{k} {m[f'gen_{k}_fd']:.0f}/{m.get(f'gen_{k}_novelty_gap_db', 0.0):.2f} dB/{m[f'gen_{k}_precision']:.2f}/{m[f'gen_{k}_recall']:.2f}"
+        log("samples against the training images, FD / novelty gap / two-sample accuracy / precision / recall: " + ", ".join(
+            f"{k} {m[f'gen_{k}_fd']:.0f}/{m.get(f'gen_{k}_novelty_gap_db', 0.0):.2f} dB/{m[f'gen_{k}_c2st']:.2f}/{m[f'gen_{k}_precision']:.2f}/{m[f'gen_{k}_recall']:.2f}"
             for k in ("real", "prior", "gaussian", "gmm", "ar") if f"gen_{k}_fd" in m) + " (real: unseen images; ar: the learned prior)")
     return run_dir
 

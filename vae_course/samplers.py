@@ -260,5 +260,6 @@ def report_generation(model, train_x: torch.Tensor, valid_x: torch.Tensor, run_d
                            f"gen_real_nearest_psnr, the unseen real images' (about 0: new images; above 1 dB: closer to training images than real ones are)")
     if features is not None:
         out["gen_note"] = (f"sample metrics: {n} samples (and the {n} validation images, gen_real_*) against {len(train_x)} training "
-                           f"images in the {features if isinstance(features, str) else 'given'} feature space (chapter 08)")
+                           f"images in the {features if isinstance(features, str) else 'given'} feature space (chapter 08); _c2st: the two-sample "
+                           f"accuracy, 0.5 when a classifier cannot tell the images from training images, 1.0 when it tells every one")
     return out
