@@ -386,7 +386,6 @@ def precision_recall(f_real: torch.Tensor, f_fake: torch.Tensor, k: int = 3) -> 
     inside = lambda pts, ref, r: (torch.cdist(pts, ref) <= r[None]).any(1).double().mean().item()
     return inside(ff, fr, _knn_radii(fr, k)), inside(fr, ff, _knn_radii(ff, k))
 
-
 # %% ../nbs/08_metrics.ipynb #6ff8be9a
 def two_sample_accuracy(f_real: torch.Tensor, f_fake: torch.Tensor, folds: int = 5, l2: float = 1e-2, seed: int = 0) -> float:
     "Classifier two-sample test (Lopez-Paz & Oquab 2017): held-out accuracy of a logistic regression telling `f_fake` from as many `f_real`, `folds`-fold."
@@ -429,4 +428,3 @@ def sample_metrics(real: torch.Tensor,          # reference images (e.g. the tra
     km, ks = kid(fr, ff)
     return dict(fd=frechet_distance(*_stats(fr), *_stats(ff)).item(), kid=km, kid_std=ks, precision=p, recall=r,
                 c2st=two_sample_accuracy(fr, ff, folds=min(5, len(fr), len(ff))))
-
